@@ -1,0 +1,179 @@
+"""The `faceops` command: what users type (run, status, ingest, report).
+
+Prefect is imported only when a flow really runs: `faceops status` and an up-to-date `faceops run` cost
+about a second (DVC's status), not a Prefect server start.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from faceops.config import ParamsError, load_params, parse_params
+from faceops.io.layout import SUMMARY_MD
+from flows.workspace import (
+    StageFailed,
+    WorkspaceError,
+    configure_environment,
+    find_root,
+    stage_order,
+    stale_stages,
+    workspace_lock,
+)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+RootOption = Annotated[Optional[Path], typer.Option("--root", help="workspace root (default: nearest dvc.yaml)")]
+FORMATS = ("imagefolder", "labels_csv", "coco_keypoints")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _workspace(root: Path | None) -> Path:
+    try:
+        workspace = find_root(root)
+    except WorkspaceError as err:
+        _fail(str(err))
+    configure_environment(workspace)
+    return workspace
+
+
+def _validated_params(workspace: Path):
+    try:
+        return load_params(workspace / "params.yaml")
+    except (ParamsError, FileNotFoundError) as err:
+        _fail(str(err))
+
+
+@app.command()
+def run(
+    stage: Annotated[Optional[list[str]], typer.Option("--stage", "-s", help="bring this stage (and upstream) up to date")] = None,
+    force: Annotated[bool, typer.Option(help="re-run the selected stages even if up to date")] = False,
+    root: RootOption = None,
+) -> None:
+    """Run the pipeline through Prefect; returns at once when DVC says everything is up to date."""
+    workspace = _workspace(root)
+    params = _validated_params(workspace)
+    targets = stage or []
+    try:
+        with workspace_lock(workspace, params.pipeline.lock_wait_seconds):
+            if not force:
+                stale = stale_stages(workspace, targets)
+                if not stale:
+                    console.print("Everything is up to date: nothing to run.")
+                    return
+                console.print(f"Stale: {', '.join(sorted(stale))}")
+            from flows.pipeline import pipeline  # deferred: importing Prefect is the slow part
+
+            start = time.monotonic()
+            runs = pipeline(str(workspace), targets, force, stream=sys.stderr.isatty())
+    except WorkspaceError as err:
+        _fail(str(err))
+    except StageFailed as err:
+        _fail(str(err), code=1)
+    table = Table("stage", "ran", "seconds", title=f"pipeline finished in {time.monotonic() - start:.1f} s")
+    for r in runs:
+        table.add_row(r["stage"], "yes" if r["ran"] else "up to date", f"{r['seconds']:.1f}")
+    console.print(table)
+
+
+@app.command()
+def status(root: RootOption = None) -> None:
+    """Say which stages are stale and why (DVC's view), without running anything."""
+    workspace = _workspace(root)
+    _validated_params(workspace)
+    stale = stale_stages(workspace)
+    table = Table("stage", "state", "why")
+    for name in stage_order(workspace):
+        reasons = stale.get(name)
+        why = "; ".join(_describe(r) for r in reasons) if reasons else ""
+        table.add_row(name, "[yellow]stale[/yellow]" if reasons else "[green]up to date[/green]", why)
+    console.print(table)
+    if not stale:
+        console.print("Everything is up to date.")
+
+
+def _describe(reason: object) -> str:
+    """DVC status entries are strings ("always changed") or {"changed deps": {path: what}} dicts."""
+    if isinstance(reason, dict):
+        parts = []
+        for kind, detail in reason.items():
+            items = ", ".join(f"{k} ({v})" for k, v in detail.items()) if isinstance(detail, dict) else str(detail)
+            parts.append(f"{kind}: {items}")
+        return "; ".join(parts)
+    return str(reason)
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="folder with the photos (and labels.csv / annotations.json)")],
+    name: Annotated[str, typer.Option("--name", "-n", help="source name: lowercase letters, digits, _")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help=f"layout: {', '.join(FORMATS)}")] = "imagefolder",
+    link: Annotated[bool, typer.Option(help="hard-link files instead of copying (same filesystem only)")] = False,
+    replace: Annotated[bool, typer.Option(help="replace an existing source of that name")] = False,
+    root: RootOption = None,
+) -> None:
+    """Copy (or link) a folder into data/raw/NAME, register it in params.yaml and track it with DVC."""
+    workspace = _workspace(root)
+    if fmt not in FORMATS:
+        _fail(f"unknown format {fmt!r}; expected one of {list(FORMATS)}")
+    if not path.is_dir():
+        _fail(f"{path} is not a folder")
+    params_path = workspace / "params.yaml"
+    raw = yaml.safe_load(params_path.read_text(encoding="utf-8")) or {}
+    sources = [s for s in raw.setdefault("ingest", {}).get("sources", []) if s.get("name") != name]
+    raw["ingest"]["sources"] = sources + [{"name": name, "format": fmt}]
+    try:
+        parse_params(raw, origin=str(params_path))
+    except ParamsError as err:
+        _fail(str(err))
+    target = workspace / "data" / "raw" / name
+    if target.exists() and not replace:
+        _fail(f"{target} exists; pass --replace to overwrite it or choose another --name")
+    if target.exists():
+        shutil.rmtree(target)
+    copy = _hardlink_or_copy if link else shutil.copy2
+    shutil.copytree(path, target, copy_function=copy, symlinks=False)
+    params_path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    from dvc.repo import Repo
+
+    with Repo(str(workspace)) as repo:
+        repo.add([str(target.relative_to(workspace))])
+    n_files = sum(1 for p in target.rglob("*") if p.is_file())
+    console.print(f"added source {name!r} ({fmt}, {n_files} files) -> {target.relative_to(workspace)}; "
+                  "now `faceops run` (git add the .dvc file and params.yaml to version it)")  # fmt: skip
+
+
+def _hardlink_or_copy(src: str, dst: str) -> None:
+    try:
+        Path(dst).hardlink_to(src)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+@app.command()
+def report(root: RootOption = None) -> None:
+    """Print the latest report (data/reports/summary.md) and list its contact sheets."""
+    workspace = _workspace(root)
+    reports = workspace / "data" / "reports"
+    summary = reports / SUMMARY_MD
+    if not summary.is_file():
+        _fail(f"no report yet ({summary} missing): run `faceops run` first")
+    console.print(summary.read_text(encoding="utf-8"))
+    for sheet in sorted(reports.glob("*.png")):
+        console.print(f"contact sheet: {sheet.relative_to(workspace)}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,191 @@
+"""The one pydantic schema for params.yaml.
+
+Why one schema: a wrong key, type or range must fail *before any stage runs*, with a message that
+names the key and what is allowed (DEVELOPERS.md). Every section is a frozen model with
+``extra="forbid"``, so a misspelt key is an error, not a silently ignored setting.
+
+Stages read only their own section (plus ``base``); DVC's ``params:`` lists in dvc.yaml declare
+the same sections, so a change re-runs exactly the stages that read it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = ["Params", "ParamsError", "load_params", "parse_params", "STAGE_NAMES"]
+
+SOURCE_NAME_PATTERN = r"^[a-z0-9_]+$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BaseParams(_Section):
+    """Values every stage shares."""
+
+    seed: Annotated[int, Field(ge=0)] = 0
+    image_size: Literal[112] = 112
+
+
+class SampleParams(_Section):
+    """The embedded synthetic data set (stage ``sample``)."""
+
+    identities: Annotated[int, Field(ge=2, le=100_000)] = 60
+    images_per_identity: Annotated[int, Field(ge=1, le=10_000)] = 20
+    min_side: Annotated[int, Field(ge=128, le=4096)] = 160
+    max_side: Annotated[int, Field(ge=128, le=4096)] = 320
+    jpeg_quality: tuple[int, int] = (60, 95)
+
+    @model_validator(mode="after")
+    def _sides_ordered(self) -> "SampleParams":
+        if self.min_side > self.max_side:
+            raise ValueError(f"min_side ({self.min_side}) must be <= max_side ({self.max_side})")
+        lo, hi = self.jpeg_quality
+        if not 1 <= lo <= hi <= 100:
+            raise ValueError(f"jpeg_quality must be [lo, hi] with 1 <= lo <= hi <= 100, got {self.jpeg_quality}")
+        return self
+
+
+class SourceSpec(_Section):
+    """One raw source under data/raw/<name>/ and the layout it is stored in."""
+
+    name: Annotated[str, Field(pattern=SOURCE_NAME_PATTERN, max_length=64)]
+    format: Literal["imagefolder", "labels_csv", "coco_keypoints"]
+
+
+class IngestParams(_Section):
+    """Validation limits for the ``ingest`` stage."""
+
+    sources: list[SourceSpec] = Field(default_factory=lambda: [SourceSpec(name="sample", format="labels_csv")])
+    max_pixels: Annotated[int, Field(ge=1, le=500_000_000)] = 40_000_000
+    max_file_bytes: Annotated[int, Field(ge=1)] = 50_000_000
+    min_side: Annotated[int, Field(ge=1)] = 32
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[SourceSpec]) -> list[SourceSpec]:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {dupes}")
+        if not sources:
+            raise ValueError("at least one source is required")
+        return sources
+
+
+class AlignParams(_Section):
+    """Face alignment (stage ``align``)."""
+
+    detector: Literal["mtcnn"] = "mtcnn"
+    min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9
+    multiple_faces: Literal["largest", "quarantine"] = "largest"
+    use_given_landmarks: bool = True
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    jpeg_quality: Annotated[int, Field(ge=50, le=100)] = 95
+
+
+class SplitFractions(_Section):
+    train: Annotated[float, Field(ge=0.0, le=1.0)] = 0.7
+    val: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    test: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> "SplitFractions":
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must sum to 1, got {total:.6g}")
+        return self
+
+
+class ShardParams(_Section):
+    """WebDataset shards (stage ``shard``)."""
+
+    maxcount: Annotated[int, Field(ge=1, le=1_000_000)] = 500
+    split: SplitFractions = Field(default_factory=SplitFractions)
+
+
+class ReportParams(_Section):
+    """Contact sheets and summary (stage ``report``)."""
+
+    faces_per_split: Annotated[int, Field(ge=1, le=1024)] = 48
+    columns: Annotated[int, Field(ge=1, le=64)] = 12
+
+
+class PipelineParams(_Section):
+    """Orchestration settings read by the Prefect flow (not by any DVC stage)."""
+
+    retries: Annotated[int, Field(ge=0, le=10)] = 0
+    retry_delay_seconds: Annotated[float, Field(ge=0.0, le=3600.0)] = 10.0
+    timeout_seconds: Annotated[float, Field(gt=0.0)] = 3600.0
+    stage_timeout_seconds: dict[str, Annotated[float, Field(gt=0.0)]] = Field(default_factory=dict)
+    stage_retries: dict[str, Annotated[int, Field(ge=0, le=10)]] = Field(default_factory=dict)
+    lock_wait_seconds: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class Params(_Section):
+    """All of params.yaml."""
+
+    base: BaseParams = Field(default_factory=BaseParams)
+    sample: SampleParams = Field(default_factory=SampleParams)
+    ingest: IngestParams = Field(default_factory=IngestParams)
+    align: AlignParams = Field(default_factory=AlignParams)
+    shard: ShardParams = Field(default_factory=ShardParams)
+    report: ReportParams = Field(default_factory=ReportParams)
+    pipeline: PipelineParams = Field(default_factory=PipelineParams)
+
+
+#: Sections that belong to DVC stages (``pipeline`` is the flow's own).
+STAGE_NAMES: tuple[str, ...] = ("sample", "ingest", "align", "shard", "report")
+
+
+class ParamsError(ValueError):
+    """params.yaml is invalid; the message names every bad key and what is allowed."""
+
+
+def _format_errors(err: ValidationError, origin: str) -> str:
+    lines = [f"{origin} is invalid ({err.error_count()} problem{'s' if err.error_count() != 1 else ''}):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (misspelt or not supported here)"
+        got = e.get("input")
+        shown = "" if e["type"] in ("extra_forbidden", "missing") or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  - {key}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def parse_params(data: object, origin: str = "params") -> Params:
+    """Validate an already-loaded mapping.
+
+    Raises:
+        ParamsError: listing every invalid key with its allowed values.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{origin} must be a mapping of sections, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as err:
+        raise ParamsError(_format_errors(err, origin)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ParamsError: YAML syntax error or invalid keys/values.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path} is not valid YAML: {err}") from None
+    return parse_params(data, origin=str(path))

@@ -1,0 +1,96 @@
+"""What every stage module shares: argument parsing, params loading, progress bars, metrics files.
+
+A stage does: parse paths -> load validated params -> call the library -> write outputs atomically ->
+write metrics. Anything heavier belongs in ``faceops``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from faceops.config import Params, ParamsError, load_params
+from faceops.io.jsonl import atomic_write_text
+
+console = Console(stderr=True)
+
+
+def parse_args(
+    description: str, paths: Sequence[str], argv: Sequence[str] | None, path_lists: Sequence[str] = ()
+) -> argparse.Namespace:
+    """Parse ``--params`` plus the stage's path arguments (paths live in dvc.yaml, never in code).
+
+    ``paths`` are required single paths; ``path_lists`` take zero or more paths each.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
+    for name in paths:
+        parser.add_argument(f"--{name}", required=True, type=Path)
+    for name in path_lists:
+        parser.add_argument(f"--{name}", nargs="*", default=[], type=Path)
+    return parser.parse_args(argv)
+
+
+def params_or_exit(path: Path) -> Params:
+    """Load and validate params; an invalid file ends the stage with the message naming the key."""
+    try:
+        return load_params(path)
+    except (ParamsError, FileNotFoundError) as err:
+        console.print(f"[red]{err}[/red]")
+        sys.exit(2)
+
+
+class _Rate(TextColumn):
+    """Items per second, as the brief asks for every long step."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__("")
+        self.unit = unit
+
+    def render(self, task):  # type: ignore[override]
+        speed = task.finished_speed or task.speed
+        return f"{speed:,.1f} {self.unit}/s" if speed else f"- {self.unit}/s"
+
+
+@contextmanager
+def progress_bar(description: str, total: int, unit: str = "files") -> Iterator[Callable[[int], None]]:
+    """A rich progress bar (count, rate, elapsed, ETA); yields ``advance(n)``."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _Rate(unit),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n=1: progress.advance(task, n)
+
+
+def write_metrics(path: Path, metrics: dict) -> None:
+    """Write a flat metrics JSON atomically (sorted keys: stable bytes, clean ``dvc metrics diff``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def print_counts(title: str, counts: dict[str, int]) -> None:
+    """Print one line per count, e.g. accepted images and quarantine reasons."""
+    console.print(f"[bold]{title}[/bold]")
+    for key in sorted(counts):
+        console.print(f"  {key:<24} {counts[key]:>8}")

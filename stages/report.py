@@ -1,0 +1,65 @@
+"""Stage `report`: contact sheets per source and split, quarantine summary and counts (also printed)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from faceops.io.atomic import atomic_directory
+from faceops.io.jsonl import atomic_write_bytes, atomic_write_text, read_jsonl
+from faceops.io.layout import QUARANTINE, SUMMARY_JSON, SUMMARY_MD
+from faceops.io.shards import iter_tar_samples, read_index
+from faceops.report import contact_sheet, summary_markdown
+from stages._common import console, params_or_exit, parse_args
+
+
+def _first_faces(shard_paths: list[Path], n: int) -> list[np.ndarray]:
+    samples = itertools.islice((s for p in shard_paths for s in iter_tar_samples(p)), n)
+    return [cv2.cvtColor(cv2.imdecode(np.frombuffer(s["jpg"], np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            for s in samples]  # fmt: skip
+
+
+def _flat_metrics(paths: Sequence[Path]) -> dict[str, object]:
+    """Stage metrics files -> one flat dict keyed ``<file stem>/<key>``."""
+    return {f"{p.stem}/{k}": v for p in paths for k, v in json.loads(p.read_text()).items()}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(__doc__, ["interim", "aligned", "shards", "out"], argv, path_lists=["metrics-in"])
+    params = params_or_exit(args.params)
+    cfg = params.report
+    quarantine: dict[str, Counter] = defaultdict(Counter)
+    for q in itertools.chain(read_jsonl(args.interim / QUARANTINE), read_jsonl(args.aligned / QUARANTINE)):
+        quarantine[q["stage"]][q["reason"]] += 1
+    sources = {}
+    with atomic_directory(args.out) as staging:
+        for index_dir in sorted(p for p in args.shards.iterdir() if p.is_dir()):
+            index = read_index(index_dir)
+            sources[index_dir.name] = index["splits"]
+            for split, info in sorted(index["splits"].items()):
+                faces = _first_faces([index_dir / s for s in info["shards"]], cfg.faces_per_split)
+                ok, png = cv2.imencode(".png", cv2.cvtColor(contact_sheet(faces, columns=cfg.columns), cv2.COLOR_RGB2BGR))
+                atomic_write_bytes(staging / f"contact_{index_dir.name}_{split}.png", png.tobytes())
+        summary = {
+            "sources": sources,
+            "quarantine": {stage: dict(sorted(c.items())) for stage, c in sorted(quarantine.items())},
+            "counts": {
+                "samples": sum(i["samples"] for splits in sources.values() for i in splits.values()),
+                "quarantined": sum(sum(c.values()) for c in quarantine.values()),
+            },
+            "metrics": _flat_metrics(args.metrics_in),
+        }
+        atomic_write_text(staging / SUMMARY_JSON, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        markdown = summary_markdown(summary)
+        atomic_write_text(staging / SUMMARY_MD, markdown)
+    console.print(markdown)
+
+
+if __name__ == "__main__":
+    main()

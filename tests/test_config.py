@@ -1,0 +1,62 @@
+"""params.yaml schema: the shipped file is valid, and every kind of mistake names its key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from faceops.config import Params, ParamsError, load_params, parse_params
+
+
+def test_shipped_params_are_valid(repo_root):
+    params = load_params(repo_root / "params.yaml")
+    assert isinstance(params, Params)
+    assert params.ingest.sources[0].name == "sample"
+
+
+def test_empty_file_gives_defaults():
+    assert parse_params({}) == Params()
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        pytest.param({"align": {"wokers": 2}}, ["align.wokers", "unknown key"], id="misspelt-key"),
+        pytest.param({"align": {"workers": 0}}, ["align.workers", "greater than or equal to 1"], id="range"),
+        pytest.param({"align": {"detector": "yolo"}}, ["align.detector", "'mtcnn'"], id="literal-lists-allowed"),
+        pytest.param({"shard": {"maxcount": "many"}}, ["shard.maxcount", "integer"], id="type"),
+        pytest.param({"shard": {"split": {"train": 0.5, "val": 0.1, "test": 0.1}}}, ["shard.split", "sum to 1"], id="sum"),
+        pytest.param({"ingest": {"sources": [{"name": "Bad Name", "format": "imagefolder"}]}}, ["ingest.sources.0.name"], id="pattern"),
+        pytest.param({"ingest": {"sources": [{"name": "a", "format": "zip"}]}}, ["ingest.sources.0.format", "'imagefolder'"], id="format"),
+        pytest.param({"trian": {}}, ["trian", "unknown key"], id="unknown-section"),
+        pytest.param({"sample": {"min_side": 400, "max_side": 200}}, ["sample", "min_side"], id="cross-field"),
+    ],
+)
+def test_errors_name_the_key(patch, expected):
+    with pytest.raises(ParamsError) as info:
+        parse_params(patch)
+    message = str(info.value)
+    for fragment in expected:
+        assert fragment in message, message
+
+
+def test_all_problems_reported_at_once():
+    with pytest.raises(ParamsError) as info:
+        parse_params({"align": {"workers": 0, "min_score": 2}})
+    assert "align.workers" in str(info.value) and "align.min_score" in str(info.value)
+
+
+def test_bad_yaml_and_non_mapping(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("align: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+    bad.write_text(yaml.safe_dump([1, 2]))
+    with pytest.raises(ParamsError, match="mapping"):
+        load_params(bad)
+
+
+def test_params_are_frozen():
+    params = Params()
+    with pytest.raises(Exception):
+        params.align.workers = 3  # type: ignore[misc]

@@ -1,0 +1,123 @@
+"""Integration: the whole pipeline on a tiny sample in a temporary git + DVC workspace.
+
+Checks the promises users rely on: the first `faceops run` goes through Prefect and produces shards and
+a report; a second run does nothing; one param change re-runs only the stages downstream of it; a
+`shard` stage killed with SIGKILL and re-run gives byte-identical shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.workspace import stale_stages
+
+pytestmark = pytest.mark.slow
+
+TINY = {"identities": 6, "images_per_identity": 4, "min_side": 160, "max_side": 200}
+
+
+def _sh(cmd: list[str], cwd: Path, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, request):
+    repo = Path(__file__).resolve().parents[1]
+    root = tmp_path_factory.mktemp("ws")
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(repo / name, root / name)
+    for folder in ("stages", "src"):
+        shutil.copytree(repo / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["sample"].update(TINY)
+    params["align"]["workers"] = 1
+    params["shard"]["maxcount"] = 8
+    params["report"]["faces_per_split"] = 8
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PREFECT_HOME": str(root / ".faceops" / "prefect"), "OMP_NUM_THREADS": "1"}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
+    _sh(["git", "init", "-q"], root, env)
+    _sh([sys.executable, "-m", "dvc", "init", "-q"], root, env)
+    _sh([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], root, env)
+    return root, env
+
+
+def _faceops(args: list[str], root: Path, env: dict) -> subprocess.CompletedProcess:
+    return _sh([sys.executable, "-m", "flows.cli", *args], root, env)
+
+
+def test_first_run_goes_through_prefect_and_builds_everything(workspace):
+    root, env = workspace
+    result = _faceops(["run"], root, env)
+    assert "pipeline finished" in result.stdout, result.stdout + result.stderr
+    index = yaml.safe_load((root / "data/shards/sample/index.json").read_text())
+    n = TINY["identities"] * TINY["images_per_identity"]
+    assert index["samples"] == n
+    assert set(index["splits"]) <= {"train", "val", "test"}
+    assert (root / "data/reports/summary.md").is_file()
+    assert list((root / "data/reports").glob("contact_sample_*.png"))
+    assert (root / "dvc.lock").is_file()
+
+
+def test_second_run_is_a_noop_without_prefect(workspace):
+    root, env = workspace
+    start = time.monotonic()
+    result = _faceops(["run"], root, env)
+    elapsed = time.monotonic() - start
+    assert "Everything is up to date" in result.stdout
+    assert "pipeline finished" not in result.stdout
+    print(f"no-op faceops run: {elapsed:.2f} s")
+    status = _faceops(["status"], root, env)
+    assert "Everything is up to date" in status.stdout
+
+
+def test_param_change_reruns_only_downstream(workspace):
+    root, env = workspace
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["shard"]["maxcount"] = 5
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert set(stale_stages(root)) == {"shard", "report"}
+    aligned_before = _digests(root / "data/aligned")
+    result = _faceops(["run"], root, env)
+    assert "pipeline finished" in result.stdout
+    assert _digests(root / "data/aligned") == aligned_before
+    assert stale_stages(root) == {}
+    index = yaml.safe_load((root / "data/shards/sample/index.json").read_text())
+    assert all(len(s["shards"]) == -(-s["samples"] // 5) for s in index["splits"].values())
+
+
+def test_killed_shard_stage_rerun_gives_identical_bytes(workspace):
+    root, env = workspace
+    before = _digests(root / "data/shards")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro", "--single-item", "--force", "shard"],
+        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if list((root / "data").glob(".tmp-shards-*")):
+            break
+        time.sleep(0.002)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _faceops(["run"], root, env)
+    assert _digests(root / "data/shards") == before
+    assert not list((root / "data").glob(".tmp-*"))
+    assert stale_stages(root) == {}
