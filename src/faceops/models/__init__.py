@@ -1,0 +1,12 @@
+"""Networks for faceops: one registry and one factory (``create_model``) for every model.
+
+Importing this package registers every built-in entrypoint; a new model file only needs its
+``@register_model`` functions and an import line below.
+"""
+
+from faceops.models._registry import TIMM_PREFIX, create_model, list_models, register_model
+from faceops.models.optim import param_groups
+
+from faceops.models import swinface  # noqa: F401  (registers the swinface_* entrypoints)
+
+__all__ = ["register_model", "create_model", "list_models", "param_groups", "TIMM_PREFIX"]
