@@ -1,0 +1,336 @@
+"""Align many images with a per-image cache and optional worker processes (library of the ``align`` stage).
+
+Each image goes: cache lookup -> read -> landmarks (given, or detected) -> warp -> JPEG -> cache write.
+The cache key (``faceops.io.align_cache``) is the image's content hash plus everything that changes the
+result, so a re-run, or a run with a few new photos, computes only what is new. Failures that belong
+to the image (no face, low score, several faces, degenerate landmarks) are results and are cached;
+unreadable files (``decode_error``) are results but are not cached, since a file can be fixed in place.
+Bugs (an exception anywhere else) stop the run with the image id attached.
+
+``max_pixels`` is not part of the key: it only decides whether an image is read at all (ingest applies
+the same limit first), and a rejected image is never cached. Temporary files that a killed run leaves
+in the cache (``.<name>.<hex>.tmp``) are never read and can be deleted at any time, like the cache.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from faceops.align.detector import DetectorSpec, detect_faces, detector_spec, get_detector, register_detector
+from faceops.align.similarity import DegenerateLandmarksError
+from faceops.align.warp import align_face
+from faceops.io import align_cache
+from faceops.io.images import ImageRejected, read_image
+
+__all__ = ["ALIGN_CODE_VERSION", "AlignJob", "AlignResult", "align_many"]
+
+#: Bump when the code changes the bytes or the verdict for the same inputs (invalidates the cache).
+ALIGN_CODE_VERSION = 1
+
+MultipleFaces = Literal["largest", "quarantine"]
+LandmarkSource = Literal["given", "detected"]
+_MULTIPLE_FACES = ("largest", "quarantine")
+
+
+@dataclass(frozen=True, eq=False)
+class AlignJob:
+    """One image to align.
+
+    Attributes:
+        id: sample id (``faceops.labels.sample_id``).
+        source: source name.
+        image_path: the image file.
+        sha256: hex sha256 of the file's bytes (from the ingest manifest); the cache trusts it.
+        given_landmarks: [5, 2] (x, y) in displayed-image pixels, or None.
+    """
+
+    id: str
+    source: str
+    image_path: Path
+    sha256: str
+    given_landmarks: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.given_landmarks is not None:
+            points = np.array(self.given_landmarks, dtype=np.float64)
+            if points.shape != (5, 2) or not np.isfinite(points).all():
+                raise ValueError(
+                    f"job {self.id!r}: given_landmarks must be [5, 2] finite (x, y) or None, "
+                    f"got shape {points.shape}"
+                )
+            points.setflags(write=False)
+            object.__setattr__(self, "given_landmarks", points)
+        object.__setattr__(self, "image_path", Path(self.image_path))
+
+
+@dataclass(frozen=True, eq=False)
+class AlignResult:
+    """What became of one job.
+
+    Attributes:
+        id: the job's id.
+        ok: True when ``jpeg`` holds an aligned face.
+        reason: failure code when not ok: ``no_face``, ``low_score``, ``multiple_faces``,
+            ``bad_landmarks`` or ``decode_error``.
+        detail: sentence for humans, or None.
+        landmarks: [5, 2] (x, y) used for the warp, in source-image pixels, or None.
+        landmark_source: ``"given"``, ``"detected"`` or None.
+        score: detector score of the face used (None for given landmarks).
+        jpeg: the aligned face as JPEG bytes, or None.
+    """
+
+    id: str
+    ok: bool
+    reason: str | None
+    detail: str | None
+    landmarks: np.ndarray | None
+    landmark_source: LandmarkSource | None
+    score: float | None
+    jpeg: bytes | None
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """Everything a worker needs besides the job (picklable)."""
+
+    cache_dir: Path
+    size: int
+    detector: DetectorSpec
+    min_score: float
+    multiple_faces: MultipleFaces
+    use_given_landmarks: bool
+    jpeg_quality: int
+    max_pixels: int
+
+    def uses_given(self, job: AlignJob) -> bool:
+        return self.use_given_landmarks and job.given_landmarks is not None
+
+
+def _job_cache_key(job: AlignJob, settings: _Settings, detector_version: str | None) -> str:
+    """Cache key of ``job``: content hash + the settings that can change its result.
+
+    With given landmarks the detector settings cannot change the output, so they stay out of the key
+    (changing ``min_score`` does not recompute those images); without, the given landmarks stay out.
+    """
+    payload: dict[str, Any] = {
+        "code": ALIGN_CODE_VERSION,
+        "image_sha256": job.sha256,
+        "size": settings.size,
+        "jpeg_quality": settings.jpeg_quality,
+    }
+    if settings.uses_given(job):
+        payload["landmarks"] = {"source": "given", "points": job.given_landmarks.tolist()}
+    else:
+        payload["landmarks"] = {
+            "source": "detected",
+            "detector": settings.detector.name,
+            "detector_version": detector_version,
+            "min_score": settings.min_score,
+            "multiple_faces": settings.multiple_faces,
+        }
+    return align_cache.cache_key(payload)
+
+
+def _failure(job: AlignJob, reason: str, detail: str, score: float | None = None) -> AlignResult:
+    return AlignResult(job.id, False, reason, detail, None, None, score, None)
+
+
+def _choose_landmarks(
+    job: AlignJob, image: np.ndarray, settings: _Settings
+) -> tuple[np.ndarray, LandmarkSource, float | None] | AlignResult:
+    """(landmarks, source, score) for ``job``, or a failed result saying why there are none."""
+    if settings.uses_given(job):
+        return job.given_landmarks, "given", None
+    faces = detect_faces(image, detector=settings.detector.name)
+    if not faces:
+        return _failure(job, "no_face", f"detector {settings.detector.name!r} found no face")
+    kept = [f for f in faces if f.score >= settings.min_score]
+    if not kept:
+        best = max(f.score for f in faces)
+        return _failure(
+            job, "low_score", f"best face score {best:.4f} is below min_score={settings.min_score}", best
+        )
+    if len(kept) > 1 and settings.multiple_faces == "quarantine":
+        return _failure(
+            job,
+            "multiple_faces",
+            f"{len(kept)} faces score >= min_score={settings.min_score} and multiple_faces='quarantine'; "
+            "set multiple_faces: largest to keep the largest",
+        )
+    face = kept[0]  # detect_faces sorts by box area, largest first
+    return face.landmarks, "detected", face.score
+
+
+def _encode_jpeg(face_rgb: np.ndarray, quality: int) -> bytes:
+    bgr = cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR)
+    ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError(f"cv2.imencode failed on a {face_rgb.shape} crop at quality {quality}")
+    return buffer.tobytes()
+
+
+def _compute(job: AlignJob, settings: _Settings) -> AlignResult:
+    """Align one image (no cache lookup); never raises for a problem of the image itself."""
+    try:
+        image = read_image(job.image_path, max_pixels=settings.max_pixels)
+    except ImageRejected as err:
+        return _failure(job, "decode_error", f"{err.reason}: {err.detail}")
+    except OSError as err:
+        return _failure(job, "decode_error", f"cannot read {job.image_path}: {err}")
+    chosen = _choose_landmarks(job, image, settings)
+    if isinstance(chosen, AlignResult):
+        return chosen
+    landmarks, source, score = chosen
+    try:
+        face = align_face(image, landmarks, settings.size)
+    except DegenerateLandmarksError as err:
+        return AlignResult(job.id, False, "bad_landmarks", str(err), landmarks, source, score, None)
+    return AlignResult(job.id, True, None, None, landmarks, source, score, _encode_jpeg(face, settings.jpeg_quality))
+
+
+def _compute_and_store(job: AlignJob, key: str, settings: _Settings) -> AlignResult:
+    """``_compute`` plus the cache write; bugs are re-raised with the job attached."""
+    try:
+        result = _compute(job, settings)
+    except Exception as err:
+        raise RuntimeError(f"aligning {job.id!r} ({job.image_path}) failed: {type(err).__name__}: {err}") from err
+    if result.reason != "decode_error":
+        align_cache.write_entry(
+            settings.cache_dir,
+            key,
+            ok=result.ok,
+            reason=result.reason,
+            detail=result.detail,
+            landmarks=result.landmarks,
+            landmark_source=result.landmark_source,
+            score=result.score,
+            jpeg=result.jpeg,
+        )
+    return result
+
+
+def _init_worker(spec: DetectorSpec, build_detector: bool) -> None:
+    """Per-process setup: one thread per library (processes give the parallelism), the detector built once."""
+    cv2.setNumThreads(1)
+    register_detector(spec)
+    if build_detector:
+        get_detector(spec.name)
+        torch = sys.modules.get("torch")  # imported by a torch backend while building, never here
+        if torch is not None:
+            torch.set_num_threads(1)
+
+
+def _worker_task(args: tuple[AlignJob, str, _Settings]) -> AlignResult:
+    return _compute_and_store(*args)
+
+
+def _run_pending(tasks: list[tuple[AlignJob, str, _Settings]], workers: int) -> Iterator[AlignResult]:
+    """Results of ``tasks`` in order, in this process or in ``workers`` spawned processes."""
+    if workers == 1 or len(tasks) <= 1:
+        for job, key, settings in tasks:
+            yield _compute_and_store(job, key, settings)
+        return
+    # "spawn": a forked child would inherit torch's thread pool and locks from the parent.
+    context = multiprocessing.get_context("spawn")
+    chunksize = max(1, min(16, len(tasks) // (workers * 4)))
+    settings = tasks[0][2]
+    build_detector = any(not settings.uses_given(job) for job, _, _ in tasks)
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(settings.detector, build_detector)
+    ) as pool:
+        yield from pool.map(_worker_task, tasks, chunksize=chunksize)
+
+
+def _check_options(
+    size: int, min_score: float, multiple_faces: str, jpeg_quality: int, max_pixels: int, workers: int
+) -> None:
+    if not isinstance(size, int) or size < 8:
+        raise ValueError(f"size must be an int >= 8, got {size!r}")
+    if not 0.0 <= min_score <= 1.0:
+        raise ValueError(f"min_score must be in [0, 1], got {min_score}")
+    if multiple_faces not in _MULTIPLE_FACES:
+        raise ValueError(f"multiple_faces must be one of {_MULTIPLE_FACES}, got {multiple_faces!r}")
+    if not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+
+
+def align_many(
+    jobs: Sequence[AlignJob],
+    *,
+    cache_dir: Path,
+    size: int = 112,
+    detector: str = "mtcnn",
+    min_score: float = 0.9,
+    multiple_faces: MultipleFaces = "largest",
+    use_given_landmarks: bool = True,
+    jpeg_quality: int = 95,
+    max_pixels: int = 40_000_000,
+    workers: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> list[AlignResult]:
+    """Align every job, reusing cached results; one result per job, in job order.
+
+    Args:
+        jobs: images to align.
+        cache_dir: root of the per-image cache (created if missing).
+        size: side of the aligned crop in pixels.
+        detector: registered detector name, used for jobs without (or ignoring) given landmarks.
+        min_score: faces scoring below are ignored; an image with only such faces is ``low_score``.
+        multiple_faces: ``"largest"`` keeps the largest face; ``"quarantine"`` fails the image
+            (``multiple_faces``) when more than one face passes ``min_score``.
+        use_given_landmarks: use a job's given landmarks instead of detecting.
+        jpeg_quality: JPEG quality of the aligned crops (1-100).
+        max_pixels: images larger than this are ``decode_error`` (decompression bombs).
+        workers: processes; 1 runs in this process. Workers use one thread each.
+        progress: called with the number of jobs finished since its previous call (cache hits included),
+            e.g. ``tqdm.update``.
+
+    Returns:
+        One ``AlignResult`` per job, same order as ``jobs``.
+
+    Raises:
+        ValueError: an invalid option or unknown detector.
+        ImportError: a job needs the detector and its backend package is missing.
+        RuntimeError: an unexpected error while aligning an image (the message names the job).
+    """
+    _check_options(size, min_score, multiple_faces, jpeg_quality, max_pixels, workers)
+    settings = _Settings(
+        Path(cache_dir), size, detector_spec(detector), min_score, multiple_faces, use_given_landmarks,
+        jpeg_quality, max_pixels,
+    )  # fmt: skip
+    needs_detector = any(not settings.uses_given(job) for job in jobs)
+    detector_version = settings.detector.version() if needs_detector else None
+
+    results: list[AlignResult | None] = [None] * len(jobs)
+    pending: dict[str, list[int]] = {}  # key -> job indices; identical images are computed once
+    for index, job in enumerate(jobs):
+        key = _job_cache_key(job, settings, detector_version)
+        cached = None if key in pending else align_cache.read_entry(settings.cache_dir, key)
+        if cached is None:
+            pending.setdefault(key, []).append(index)
+        else:
+            results[index] = AlignResult(id=job.id, **cached)
+    if progress is not None and len(jobs) > sum(map(len, pending.values())):
+        progress(len(jobs) - sum(map(len, pending.values())))
+
+    tasks = [(jobs[indices[0]], key, settings) for key, indices in pending.items()]
+    for (key, indices), result in zip(pending.items(), _run_pending(tasks, workers), strict=True):
+        for index in indices:
+            results[index] = replace(result, id=jobs[index].id)
+        if progress is not None:
+            progress(len(indices))
+    assert all(r is not None for r in results), "every job must have a result"
+    return results  # type: ignore[return-value]

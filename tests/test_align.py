@@ -1,0 +1,378 @@
+"""Tests of faceops.align: Umeyama, the template warp, the detector interface and the cached batch runner."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from faceops.align import (
+    AlignJob,
+    DegenerateLandmarksError,
+    DetectorSpec,
+    Face,
+    align_face,
+    align_many,
+    detect_faces,
+    estimate_similarity,
+    template_for_size,
+)
+from faceops.align import detector as detector_module
+from faceops.align import mtcnn as mtcnn_module
+from faceops.io import align_cache
+from faceops.labels import ARCFACE_TEMPLATE_112
+
+DLIB_FACES = Path("/work/shared/data/dlib-faces/examples/faces")
+
+
+def _random_similarity(rng: np.random.Generator) -> np.ndarray:
+    """[2, 3] similarity with scale in [0.5, 3], any rotation, translation in [-100, 100]."""
+    angle, scale = rng.uniform(-np.pi, np.pi), rng.uniform(0.5, 3.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return np.hstack([scale * rotation, rng.uniform(-100, 100, size=(2, 1))])
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+# ---------------------------------------------------------------- Umeyama
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_similarity_recovers_known_transform(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    truth = _random_similarity(rng)
+    src = rng.uniform(0, 200, size=(7, 2))
+    np.testing.assert_allclose(estimate_similarity(src, _apply(truth, src)), truth, atol=1e-9, rtol=0)
+
+
+def test_similarity_with_noise_is_close_and_beats_identity() -> None:
+    rng = np.random.default_rng(0)
+    truth = _random_similarity(rng)
+    src = rng.uniform(0, 200, size=(50, 2))
+    dst = _apply(truth, src) + rng.normal(0, 0.5, size=src.shape)
+    estimate = estimate_similarity(src, dst)
+    np.testing.assert_allclose(estimate[:, :2], truth[:, :2], atol=0.02)
+    # Least squares: the estimate fits the noisy points at least as well as the true transform.
+    residual = np.sum((_apply(estimate, src) - dst) ** 2)
+    assert residual <= np.sum((_apply(truth, src) - dst) ** 2) + 1e-9
+
+
+def test_similarity_never_reflects() -> None:
+    rng = np.random.default_rng(1)
+    src = rng.uniform(0, 100, size=(5, 2))
+    mirrored = src * np.array([-1.0, 1.0])
+    matrix = estimate_similarity(src, mirrored)
+    assert np.linalg.det(matrix[:, :2]) > 0
+    np.testing.assert_allclose(matrix[0, 0], matrix[1, 1], atol=1e-12)  # rotation block [[a, -b], [b, a]]
+    np.testing.assert_allclose(matrix[0, 1], -matrix[1, 0], atol=1e-12)
+
+
+def test_similarity_rejects_coincident_points() -> None:
+    with pytest.raises(DegenerateLandmarksError, match="no spread"):
+        estimate_similarity(np.full((5, 2), 3.0), ARCFACE_TEMPLATE_112)
+    with pytest.raises(ValueError, match=r"\[N, 2\]"):
+        estimate_similarity(np.zeros((5, 3)), np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="finite"):
+        estimate_similarity(np.full((5, 2), np.nan), ARCFACE_TEMPLATE_112)
+
+
+# ---------------------------------------------------------------- warp
+
+
+def _draw_dots(shape: tuple[int, int], centres: np.ndarray, sigma: float) -> np.ndarray:
+    """[H, W, 3] uint8 image of Gaussian dots (peak 255) centred at sub-pixel ``centres`` [K, 2]."""
+    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    image = np.zeros(shape)
+    for x, y in centres:
+        image = np.maximum(image, np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma**2)))
+    return np.repeat(np.rint(image * 255).astype(np.uint8)[:, :, None], 3, axis=2)
+
+
+def _dot_centres(image: np.ndarray, near: np.ndarray, radius: int = 6) -> np.ndarray:
+    """Intensity-weighted centroid of the dot in a window around each point of ``near`` [K, 2]."""
+    gray = image[:, :, 0].astype(np.float64)
+    centres = []
+    for x, y in np.rint(near).astype(int):
+        window = gray[y - radius : y + radius + 1, x - radius : x + radius + 1]
+        ys, xs = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+        centres.append([x + (xs * window).sum() / window.sum(), y + (ys * window).sum() / window.sum()])
+    return np.array(centres)
+
+
+@pytest.mark.parametrize("size", [112, 224])
+def test_align_face_puts_landmarks_on_template(size: int) -> None:
+    rng = np.random.default_rng(size)
+    placement = _random_similarity(rng)
+    placement[:, :2] *= 1.5 / np.sqrt(abs(np.linalg.det(placement[:, :2])))  # scale 1.5
+    placement[:, 2] = 0
+    placed = _apply(placement, ARCFACE_TEMPLATE_112)
+    placement[:, 2] = 150 - placed.mean(axis=0)  # centre the face in a 300 x 300 canvas
+    landmarks = _apply(placement, ARCFACE_TEMPLATE_112)
+    canvas = _draw_dots((300, 300), landmarks, sigma=3.0)
+
+    face = align_face(canvas, landmarks, size=size)
+
+    assert face.shape == (size, size, 3) and face.dtype == np.uint8
+    template = template_for_size(size)
+    np.testing.assert_allclose(template, ARCFACE_TEMPLATE_112 * size / 112)
+    error = np.linalg.norm(_dot_centres(face, template, radius=4 * size // 112) - template, axis=1)
+    assert error.max() < 0.5, f"dots off the template by {error} px"
+
+
+def test_align_face_is_identity_on_the_template_crop() -> None:
+    crop = np.random.default_rng(0).integers(0, 256, size=(112, 112, 3), dtype=np.uint8)
+    aligned = align_face(crop, ARCFACE_TEMPLATE_112)
+    assert np.abs(aligned.astype(int) - crop).max() <= 1
+
+
+def test_align_face_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        align_face(np.zeros((50, 50, 3), np.float32), ARCFACE_TEMPLATE_112)
+    with pytest.raises(ValueError, match=r"\[5, 2\]"):
+        align_face(np.zeros((50, 50, 3), np.uint8), np.zeros((4, 2)))
+
+
+# ---------------------------------------------------------------- detector interface (fake backend)
+
+
+class FakeDetector:
+    """Returns the same configured faces for every image and counts its calls."""
+
+    def __init__(self, faces: list[Face]) -> None:
+        self.faces = faces
+        self.calls = 0
+
+    def detect(self, image_rgb: np.ndarray) -> list[Face]:
+        self.calls += 1
+        return list(self.faces)
+
+
+def _face(offset: float, scale: float, score: float) -> Face:
+    landmarks = ARCFACE_TEMPLATE_112 * scale + offset
+    box = np.array([offset, offset, offset + 112 * scale, offset + 112 * scale])
+    return Face(box=box, landmarks=landmarks, score=score)
+
+
+def _fake_version() -> str:
+    return "fake-1"
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeDetector:
+    """A detector registered as "fake" for this test only, already built, so calls can be counted."""
+    instance = FakeDetector([_face(10, 1.0, 0.99)])
+    spec = DetectorSpec(name="fake", factory=lambda: instance, version=_fake_version)
+    monkeypatch.setitem(detector_module._REGISTRY, "fake", spec)
+    monkeypatch.setitem(detector_module._BUILT, "fake", instance)
+    return instance
+
+
+def test_detect_faces_filters_and_sorts(fake: FakeDetector) -> None:
+    fake.faces = [_face(0, 0.5, 0.95), _face(5, 1.0, 0.5), _face(20, 0.8, 0.97)]
+    image = np.zeros((160, 160, 3), np.uint8)
+    faces = detect_faces(image, detector="fake", min_score=0.9)
+    assert [f.score for f in faces] == [0.97, 0.95]  # low score dropped, largest box first
+    assert all(isinstance(f.box, np.ndarray) and f.landmarks.shape == (5, 2) for f in faces)
+
+
+def test_unknown_detector_names_registered_ones() -> None:
+    with pytest.raises(ValueError, match="mtcnn"):
+        detect_faces(np.zeros((20, 20, 3), np.uint8), detector="mtcn")
+
+
+def test_missing_backend_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_installed(name: str) -> str:
+        raise mtcnn_module.importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(mtcnn_module.importlib.metadata, "version", not_installed)
+    with pytest.raises(ImportError, match=r"facenet-pytorch.*pip install --no-deps"):
+        mtcnn_module.mtcnn_version()
+    monkeypatch.setitem(sys.modules, "facenet_pytorch", None)
+    with pytest.raises(ImportError, match=r"pip install --no-deps facenet-pytorch"):
+        mtcnn_module.MTCNNDetector()
+
+
+def test_import_needs_neither_torch_nor_facenet() -> None:
+    code = (
+        "import sys; sys.modules['facenet_pytorch'] = None; import faceops.align; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ---------------------------------------------------------------- batch runner + cache
+
+
+def _write_photos(folder: Path, count: int, seed: int = 0) -> list[AlignJob]:
+    """``count`` 160 x 160 noise JPEGs with given landmarks (template at offset 24) as jobs."""
+    rng = np.random.default_rng(seed)
+    jobs = []
+    for i in range(count):
+        path = folder / f"img{i}.jpg"
+        pixels = cv2.GaussianBlur(rng.integers(0, 256, size=(160, 160, 3), dtype=np.uint8), (5, 5), 0)
+        cv2.imwrite(str(path), pixels)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        jobs.append(AlignJob(f"t_{i}", "t", path, digest, ARCFACE_TEMPLATE_112 + 24))
+    return jobs
+
+
+def _run(jobs: list[AlignJob], cache: Path, **options: object) -> list:
+    settings = dict(detector="fake", min_score=0.9, multiple_faces="largest", use_given_landmarks=False,
+                    jpeg_quality=90, max_pixels=10**7, workers=1)  # fmt: skip
+    settings.update(options)
+    return align_many(jobs, cache_dir=cache, **settings)
+
+
+def test_runner_second_run_is_served_from_cache(tmp_path: Path, fake: FakeDetector) -> None:
+    jobs = _write_photos(tmp_path, 3)
+    seen: list[int] = []
+    first = _run(jobs, tmp_path / "cache", progress=seen.append)
+    assert fake.calls == 3 and sum(seen) == 3
+    assert all(r.ok and r.landmark_source == "detected" and r.score == pytest.approx(0.99) for r in first)
+    decoded = cv2.imdecode(np.frombuffer(first[0].jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape == (112, 112, 3)
+
+    second = _run(jobs, tmp_path / "cache")
+    assert fake.calls == 3, "a warm run must not call the detector"
+    assert [r.jpeg for r in second] == [r.jpeg for r in first]
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a.landmarks, b.landmarks)
+
+    (tmp_path / "new").mkdir()
+    more = jobs + _write_photos(tmp_path / "new", 1, seed=1)  # one new photo: only it is computed
+    _run(more, tmp_path / "cache")
+    assert fake.calls == 4
+
+
+def test_runner_key_follows_the_settings(tmp_path: Path, fake: FakeDetector) -> None:
+    jobs = _write_photos(tmp_path, 2)
+    _run(jobs, tmp_path / "cache")
+    _run(jobs, tmp_path / "cache", min_score=0.5)
+    assert fake.calls == 4, "min_score changes detected results, so it must change the key"
+    big = _run(jobs, tmp_path / "cache", size=128)
+    assert fake.calls == 6 and cv2.imdecode(np.frombuffer(big[0].jpeg, np.uint8), 1).shape == (128, 128, 3)
+    # With given landmarks the detector settings cannot matter: no detector call, and min_score is not in the key.
+    given = _run(jobs, tmp_path / "cache", use_given_landmarks=True)
+    _run(jobs, tmp_path / "cache", use_given_landmarks=True, min_score=0.1)
+    assert fake.calls == 6
+    assert all(r.landmark_source == "given" and r.score is None for r in given)
+    n_entries = len(list((tmp_path / "cache").glob("*/*.json")))
+    assert n_entries == 8  # 4 settings x 2 images
+
+
+@pytest.mark.parametrize("damage", ["json_garbage", "jpeg_truncated", "jpeg_missing", "other_key"])
+def test_runner_recomputes_corrupt_entries(tmp_path: Path, fake: FakeDetector, damage: str) -> None:
+    jobs = _write_photos(tmp_path, 1)
+    first = _run(jobs, tmp_path / "cache")
+    (record,) = (tmp_path / "cache").glob("*/*.json")
+    jpeg = record.with_suffix(".jpg")
+    if damage == "json_garbage":
+        record.write_bytes(b'{"format": 1, "key": ')
+    elif damage == "jpeg_truncated":
+        jpeg.write_bytes(jpeg.read_bytes()[:100])
+    elif damage == "jpeg_missing":
+        jpeg.unlink()
+    else:
+        record.write_text(record.read_text().replace(record.stem, "0" * 64))
+    assert align_cache.read_entry(tmp_path / "cache", record.stem) is None
+    again = _run(jobs, tmp_path / "cache")
+    assert fake.calls == 2 and again[0].jpeg == first[0].jpeg
+    assert align_cache.read_entry(tmp_path / "cache", record.stem) is not None, "the entry is repaired"
+
+
+@pytest.mark.parametrize(
+    ("faces", "options", "reason"),
+    [
+        pytest.param([], {}, "no_face", id="no_face"),
+        pytest.param([_face(10, 1.0, 0.6)], {}, "low_score", id="low_score"),
+        pytest.param([_face(10, 1.0, 0.99), _face(0, 0.5, 0.95)], {"multiple_faces": "quarantine"},
+                     "multiple_faces", id="multiple_faces"),  # fmt: skip
+        pytest.param([_face(10, 0.0, 0.99)], {}, "bad_landmarks", id="bad_landmarks"),
+    ],
+)
+def test_runner_negative_results_are_cached(
+    tmp_path: Path, fake: FakeDetector, faces: list[Face], options: dict, reason: str
+) -> None:
+    fake.faces = faces
+    jobs = _write_photos(tmp_path, 1)
+    (result,) = _run(jobs, tmp_path / "cache", **options)
+    assert not result.ok and result.reason == reason and result.jpeg is None and result.detail
+    (cached,) = _run(jobs, tmp_path / "cache", **options)
+    assert fake.calls == 1 and cached.reason == reason and cached.detail == result.detail
+
+
+def test_runner_keeps_largest_face(tmp_path: Path, fake: FakeDetector) -> None:
+    fake.faces = [_face(0, 0.5, 0.95), _face(10, 1.0, 0.91)]
+    (result,) = _run(_write_photos(tmp_path, 1), tmp_path / "cache")
+    assert result.ok and result.score == pytest.approx(0.91)
+    np.testing.assert_allclose(result.landmarks, ARCFACE_TEMPLATE_112 + 10)
+
+
+def test_runner_parallel_matches_serial_and_keeps_order(tmp_path: Path) -> None:
+    jobs = _write_photos(tmp_path, 6)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    digest = hashlib.sha256(b"not an image").hexdigest()
+    jobs.insert(2, AlignJob("t_broken", "t", broken, digest, ARCFACE_TEMPLATE_112))
+    jobs.insert(4, jobs[0])  # the same image twice
+    options = dict(detector="mtcnn", use_given_landmarks=True)  # given landmarks everywhere: no detector needed
+    serial = _run(jobs, tmp_path / "c1", **options)
+    parallel = _run(jobs, tmp_path / "c2", workers=2, **options)
+    assert [r.id for r in parallel] == [j.id for j in jobs]
+    assert [r.jpeg for r in parallel] == [r.jpeg for r in serial]
+    assert sum(r.ok for r in parallel) == 7
+    assert parallel[2].reason == "decode_error" and "not_an_image" in parallel[2].detail
+    assert parallel[4].jpeg == parallel[0].jpeg
+    assert not list((tmp_path / "c2").glob("*/.*.tmp")), "no temporary files left behind"
+
+
+# ---------------------------------------------------------------- the real MTCNN (hand data, optional)
+
+
+@pytest.mark.skipif(not DLIB_FACES.is_dir(), reason="dlib example photos not available on this machine")
+def test_mtcnn_on_a_real_photo() -> None:
+    pytest.importorskip("facenet_pytorch")
+    from faceops.io.images import read_image
+
+    image = read_image(DLIB_FACES / "2008_001322.jpg", max_pixels=10**7)
+    faces = detect_faces(image, detector="mtcnn", min_score=0.9)
+    assert len(faces) >= 2
+    areas = [f.area for f in faces]
+    assert areas == sorted(areas, reverse=True)
+    for face in faces:
+        left_eye, right_eye, nose, mouth_left, mouth_right = face.landmarks
+        assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0], "image-left point first"
+        assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
+        x1, y1, x2, y2 = face.box
+        assert (face.landmarks[:, 0] > x1).all() and (face.landmarks[:, 0] < x2).all()
+        assert (face.landmarks[:, 1] > y1).all() and (face.landmarks[:, 1] < y2).all()
+
+
+@pytest.mark.skipif(not DLIB_FACES.is_dir(), reason="dlib example photos not available on this machine")
+def test_mtcnn_coordinates_are_zero_based() -> None:
+    """Mirror test: in 0-based pixel coordinates x_pred(image) + x_pred(mirrored image) = W - 1 on average.
+
+    facenet-pytorch reports 1-based coordinates; uncorrected, this offset would be +1 px.
+    """
+    pytest.importorskip("facenet_pytorch")
+    from faceops.io.images import read_image
+
+    offsets = []
+    for name in ("2008_004176.jpg", "2007_007763.jpg"):
+        image = read_image(DLIB_FACES / name, max_pixels=10**7)
+        width = image.shape[1]
+        mirrored = detect_faces(np.ascontiguousarray(image[:, ::-1]), detector="mtcnn", min_score=0.95)
+        for face in detect_faces(image, detector="mtcnn", min_score=0.95):
+            for other in mirrored:
+                back = other.landmarks[[1, 0, 2, 4, 3]]  # left/right swap places in a mirror
+                if np.abs((width - 1 - back[:, 0]) - face.landmarks[:, 0]).max() < 6:
+                    offsets.append((face.landmarks[:, 0] + back[:, 0] - (width - 1)) / 2)
+    assert len(offsets) >= 8
+    assert abs(np.mean(offsets)) < 0.3, f"mean x offset {np.mean(offsets):.2f} px"
