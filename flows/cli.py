@@ -82,10 +82,11 @@ def run(
         _fail(str(err))
     except StageFailed as err:
         _fail(str(err), code=1)
-    table = Table("stage", "ran", "seconds", title=f"pipeline finished in {time.monotonic() - start:.1f} s")
+    table = Table("stage", "ran", "seconds")
     for r in runs:
         table.add_row(r["stage"], "yes" if r["ran"] else "up to date", f"{r['seconds']:.1f}")
     console.print(table)
+    console.print(f"pipeline finished in {time.monotonic() - start:.1f} s")
 
 
 @app.command()

@@ -90,7 +90,7 @@ def write_metrics(path: Path, metrics: dict) -> None:
 
 
 def print_counts(title: str, counts: dict[str, int]) -> None:
-    """Print one line per count, e.g. accepted images and quarantine reasons."""
+    """Print one line per non-zero count, e.g. accepted images and quarantine reasons."""
     console.print(f"[bold]{title}[/bold]")
-    for key in sorted(counts):
+    for key in sorted(k for k, v in counts.items() if v):
         console.print(f"  {key:<24} {counts[key]:>8}")

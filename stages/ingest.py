@@ -36,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 max_file_bytes=cfg.max_file_bytes,
                 min_side=cfg.min_side,
                 progress=advance,
+                workers=cfg.workers,
             )
         rows += result.rows
         quarantine += result.quarantine

@@ -52,7 +52,7 @@ def summary_markdown(summary: Mapping) -> str:
     """Render the report summary (as built by the `report` stage) as markdown.
 
     Expected keys: ``sources`` {source: {split: {"samples", "identities", "shards"}}}, ``quarantine``
-    {stage: {reason: count}}, ``counts`` {name: value}, optional ``metrics`` {name: value}.
+    {stage: {reason: count}}, ``counts`` {name: value}, optional ``metrics`` {name: value} (zero counts are left out of the table).
     """
     lines = ["# faceops report", ""]
     counts = summary.get("counts", {})
@@ -72,7 +72,7 @@ def summary_markdown(summary: Mapping) -> str:
     ]
     lines += ["## Quarantine", ""]
     lines += _table(["stage", "reason", "files"], quarantine_rows) if quarantine_rows else ["none"]
-    metrics = summary.get("metrics", {})
+    metrics = {k: v for k, v in summary.get("metrics", {}).items() if v != 0}
     if metrics:
         lines += ["", "## Metrics", "", *_table(["metric", "value"], sorted(metrics.items()))]
     return "\n".join(lines) + "\n"
