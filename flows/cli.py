@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from faceops.config import ParamsError, load_params, parse_params
+from faceops.io.atomic import atomic_directory
 from faceops.io.layout import SUMMARY_MD
 from flows.workspace import (
     StageFailed,
@@ -116,6 +117,37 @@ def _describe(reason: object) -> str:
     return str(reason)
 
 
+def _register_source(workspace: Path, name: str, fmt: str, fill, *, replace: bool) -> Path:
+    """Create data/raw/NAME with ``fill(target)``, list it in params.yaml and track it with DVC.
+
+    params.yaml is validated with the new source before anything is written, so a bad name or format
+    fails cleanly; a failure while filling leaves neither a half-copied folder nor a params change.
+    """
+    params_path = workspace / "params.yaml"
+    raw = yaml.safe_load(params_path.read_text(encoding="utf-8")) or {}
+    sources = [s for s in raw.setdefault("ingest", {}).get("sources", []) if s.get("name") != name]
+    raw["ingest"]["sources"] = sources + [{"name": name, "format": fmt}]
+    try:
+        parse_params(raw, origin=str(params_path))
+    except ParamsError as err:
+        _fail(str(err))
+    target = workspace / "data" / "raw" / name
+    if target.exists() and not replace:
+        _fail(f"{target} exists; pass --replace to overwrite it or choose another --name")
+    with atomic_directory(target) as staging:
+        fill(staging)
+    params_path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    _dvc_add(workspace, target)
+    return target
+
+
+def _dvc_add(workspace: Path, target: Path) -> None:
+    from dvc.repo import Repo
+
+    with Repo(str(workspace)) as repo:
+        repo.add([str(target.relative_to(workspace))])
+
+
 @app.command()
 def ingest(
     path: Annotated[Path, typer.Argument(help="folder with the photos (and labels.csv / annotations.json)")],
@@ -131,29 +163,67 @@ def ingest(
         _fail(f"unknown format {fmt!r}; expected one of {list(FORMATS)}")
     if not path.is_dir():
         _fail(f"{path} is not a folder")
+    copy = _hardlink_or_copy if link else shutil.copy2
+
+    def fill(staging: Path) -> None:
+        shutil.copytree(path, staging, copy_function=copy, symlinks=False, dirs_exist_ok=True)
+
+    target = _register_source(workspace, name, fmt, fill, replace=replace)
+    n_files = sum(1 for p in target.rglob("*") if p.is_file())
+    console.print(f"added source {name!r} ({fmt}, {n_files} files) -> {target.relative_to(workspace)}; "
+                  "now `faceops run` (git add the .dvc file and params.yaml to version it)")  # fmt: skip
+
+
+@app.command("import-rec")
+def import_rec(
+    rec: Annotated[Path, typer.Argument(help="insightface train.rec (train.idx beside it)")],
+    name: Annotated[str, typer.Option("--name", "-n", help="source name for data/raw/NAME")],
+    replace: Annotated[bool, typer.Option(help="replace an existing source of that name")] = False,
+    root: RootOption = None,
+) -> None:
+    """Import an insightface RecordIO set (already aligned faces) as a labels_csv source.
+
+    The faces are aligned already, so each row gets the ArcFace template as its landmarks and the
+    `align` stage reproduces them (an identity warp); no mxnet is needed.
+    """
+    from faceops.io.insightface_import import write_recordio_source
+
+    workspace = _workspace(root)
+    idx = rec.with_suffix(".idx")
+    if not rec.is_file() or not idx.is_file():
+        _fail(f"need both {rec} and {idx}")
+    target = _register_source(workspace, name, "labels_csv", lambda d: write_recordio_source(rec, idx, d), replace=replace)
+    console.print(f"imported {rec} as source {name!r} -> {target.relative_to(workspace)}; now `faceops run`")
+
+
+@app.command("import-bin")
+def import_bin(
+    path: Annotated[Path, typer.Argument(help="an insightface verification set (lfw.bin, cfp_fp.bin, ...)")],
+    name: Annotated[str, typer.Option("--name", "-n", help="set name (evaluate.bin_sets)")],
+    root: RootOption = None,
+) -> None:
+    """Check a .bin verification set with the restricted loader, copy it to data/verification/ and evaluate on it."""
+    from faceops.io.insightface import load_verification_bin
+
+    workspace = _workspace(root)
+    try:
+        images, same = load_verification_bin(path)
+    except (ValueError, OSError) as err:
+        _fail(f"{path} was refused: {err}")
     params_path = workspace / "params.yaml"
     raw = yaml.safe_load(params_path.read_text(encoding="utf-8")) or {}
-    sources = [s for s in raw.setdefault("ingest", {}).get("sources", []) if s.get("name") != name]
-    raw["ingest"]["sources"] = sources + [{"name": name, "format": fmt}]
+    sets = [s for s in raw.setdefault("evaluate", {}).get("bin_sets", []) if s != name]
+    raw["evaluate"]["bin_sets"] = sets + [name]
     try:
         parse_params(raw, origin=str(params_path))
     except ParamsError as err:
         _fail(str(err))
-    target = workspace / "data" / "raw" / name
-    if target.exists() and not replace:
-        _fail(f"{target} exists; pass --replace to overwrite it or choose another --name")
-    if target.exists():
-        shutil.rmtree(target)
-    copy = _hardlink_or_copy if link else shutil.copy2
-    shutil.copytree(path, target, copy_function=copy, symlinks=False)
+    target = workspace / "data" / "verification" / f"{name}.bin"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, target)
     params_path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    from dvc.repo import Repo
-
-    with Repo(str(workspace)) as repo:
-        repo.add([str(target.relative_to(workspace))])
-    n_files = sum(1 for p in target.rglob("*") if p.is_file())
-    console.print(f"added source {name!r} ({fmt}, {n_files} files) -> {target.relative_to(workspace)}; "
-                  "now `faceops run` (git add the .dvc file and params.yaml to version it)")  # fmt: skip
+    _dvc_add(workspace, target)
+    console.print(f"{name}: {len(same)} pairs ({len(images)} images) -> {target.relative_to(workspace)}")
 
 
 def _hardlink_or_copy(src: str, dst: str) -> None:
