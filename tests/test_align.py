@@ -1,8 +1,11 @@
-"""Tests of faceops.align: Umeyama, the template warp, the detector interface and the cached batch runner."""
+"""Tests of faceops.align: Umeyama, the template warp, the detector interface, the cached batch runner,
+and the plain-JPEG decode path of faceops.io.images that the runner relies on for speed."""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image, ImageOps
 
 from faceops.align import (
     AlignJob,
@@ -25,6 +29,8 @@ from faceops.align import (
 from faceops.align import detector as detector_module
 from faceops.align import mtcnn as mtcnn_module
 from faceops.io import align_cache
+from faceops.io import images as images_module
+from faceops.io.images import ImageRejected, decode_image
 from faceops.labels import ARCFACE_TEMPLATE_112
 
 DLIB_FACES = Path("/work/shared/data/dlib-faces/examples/faces")
@@ -263,28 +269,70 @@ def test_runner_key_follows_the_settings(tmp_path: Path, fake: FakeDetector) -> 
     _run(jobs, tmp_path / "cache", use_given_landmarks=True, min_score=0.1)
     assert fake.calls == 6
     assert all(r.landmark_source == "given" and r.score is None for r in given)
-    n_entries = len(list((tmp_path / "cache").glob("*/*.json")))
+    n_entries = len(list((tmp_path / "cache").glob("*/*.entry")))
     assert n_entries == 8  # 4 settings x 2 images
 
 
-@pytest.mark.parametrize("damage", ["json_garbage", "jpeg_truncated", "jpeg_missing", "other_key"])
+def _damage(entry: Path, damage: str) -> None:
+    data = entry.read_bytes()
+    record_end = data.index(b"\n") + 1
+    if damage == "record_garbage":
+        entry.write_bytes(b'{"format": 2, "key": ')
+    elif damage == "torn_in_jpeg":  # what a crash without fsync can leave: a prefix of the entry
+        entry.write_bytes(data[: record_end + 100])
+    elif damage == "jpeg_gone":
+        entry.write_bytes(data[:record_end])
+    elif damage == "jpeg_byte_flipped":  # same length, other bytes: only the sha256 catches it
+        entry.write_bytes(data[:-10] + bytes([data[-10] ^ 0xFF]) + data[-9:])
+    elif damage == "missing":
+        entry.unlink()
+    else:
+        entry.write_bytes(data.replace(entry.stem.encode(), b"0" * 64, 1))
+
+
+@pytest.mark.parametrize(
+    "damage", ["record_garbage", "torn_in_jpeg", "jpeg_gone", "jpeg_byte_flipped", "missing", "other_key"]
+)
 def test_runner_recomputes_corrupt_entries(tmp_path: Path, fake: FakeDetector, damage: str) -> None:
     jobs = _write_photos(tmp_path, 1)
     first = _run(jobs, tmp_path / "cache")
-    (record,) = (tmp_path / "cache").glob("*/*.json")
-    jpeg = record.with_suffix(".jpg")
-    if damage == "json_garbage":
-        record.write_bytes(b'{"format": 1, "key": ')
-    elif damage == "jpeg_truncated":
-        jpeg.write_bytes(jpeg.read_bytes()[:100])
-    elif damage == "jpeg_missing":
-        jpeg.unlink()
-    else:
-        record.write_text(record.read_text().replace(record.stem, "0" * 64))
-    assert align_cache.read_entry(tmp_path / "cache", record.stem) is None
+    (entry,) = (tmp_path / "cache").glob("*/*.entry")
+    _damage(entry, damage)
+    assert align_cache.read_entry(tmp_path / "cache", entry.stem) is None
     again = _run(jobs, tmp_path / "cache")
     assert fake.calls == 2 and again[0].jpeg == first[0].jpeg
-    assert align_cache.read_entry(tmp_path / "cache", record.stem) is not None, "the entry is repaired"
+    assert align_cache.read_entry(tmp_path / "cache", entry.stem) is not None, "the entry is repaired"
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_every_torn_prefix_of_an_entry_reads_as_a_miss(tmp_path: Path, ok: bool) -> None:
+    """No fsync: after a crash any prefix of an entry may be on disk, and none of them may be used."""
+    key = align_cache.cache_key({"test": ok})
+    jpeg = cv2.imencode(".jpg", np.full((16, 16, 3), 90, np.uint8))[1].tobytes() if ok else None
+    align_cache.write_entry(
+        tmp_path, key, ok=ok, reason=None if ok else "no_face", detail="d", landmarks=ARCFACE_TEMPLATE_112,
+        landmark_source="given", score=None, jpeg=jpeg,
+    )  # fmt: skip
+    entry = align_cache.entry_path(tmp_path, key)
+    data = entry.read_bytes()
+    assert align_cache.read_entry(tmp_path, key)["jpeg"] == jpeg
+    for length in reversed(range(len(data))):
+        os.truncate(entry, length)
+        assert align_cache.read_entry(tmp_path, key) is None, f"a {length}-byte prefix of {len(data)} was accepted"
+    entry.write_bytes(data + b"\x00")  # a longer file is no more trustworthy
+    assert align_cache.read_entry(tmp_path, key) is None
+
+
+def test_cache_writes_create_folders_on_demand_and_leave_no_temporaries(tmp_path: Path) -> None:
+    keys = [align_cache.cache_key({"i": i}) for i in range(40)]
+    for key in keys:
+        align_cache.write_entry(
+            tmp_path / "cache", key, ok=False, reason="no_face", detail=None, landmarks=None,
+            landmark_source=None, score=None, jpeg=None,
+        )  # fmt: skip
+    files = sorted(p.relative_to(tmp_path / "cache").as_posix() for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    assert files == sorted(f"{k[:2]}/{k}.entry" for k in keys)
+    assert all(align_cache.read_entry(tmp_path / "cache", k)["reason"] == "no_face" for k in keys)
 
 
 @pytest.mark.parametrize(
@@ -331,6 +379,103 @@ def test_runner_parallel_matches_serial_and_keeps_order(tmp_path: Path) -> None:
     assert parallel[2].reason == "decode_error" and "not_an_image" in parallel[2].detail
     assert parallel[4].jpeg == parallel[0].jpeg
     assert not list((tmp_path / "c2").glob("*/.*.tmp")), "no temporary files left behind"
+
+
+# ---------------------------------------------------------------- plain-JPEG decode path (faceops.io.images)
+
+
+def _photo(seed: int = 0, height: int = 90, width: int = 120) -> np.ndarray:
+    """[H, W, 3] uint8 smooth noise: compresses like a photo, so the JPEG has real entropy data."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(height // 8, width // 8, 3), dtype=np.uint8)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def _pillow_reference(data: bytes) -> np.ndarray | None:
+    """What Pillow alone makes of ``data`` (full decode, EXIF transpose, RGB), or None if it refuses."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+@pytest.fixture
+def imdecode_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts OpenCV decodes made by faceops.io.images (one per file that takes the fast path)."""
+    calls: list[int] = []
+    real = images_module.cv2.imdecode
+
+    def counting(*args: object) -> np.ndarray | None:
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(images_module.cv2, "imdecode", counting)
+    return calls
+
+
+def _pil_jpeg(pixels: np.ndarray, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", **options)
+    return buffer.getvalue()
+
+
+def _exif(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
+PLAIN_JPEGS = {
+    "q90_420": lambda p: _pil_jpeg(p, quality=90),
+    "q95_444": lambda p: _pil_jpeg(p, quality=95, subsampling=0),
+    "q60_422": lambda p: _pil_jpeg(p, quality=60, subsampling=1),
+    "restart_markers": lambda p: cv2.imencode(".jpg", p, [cv2.IMWRITE_JPEG_RST_INTERVAL, 2])[1].tobytes(),
+    "comment_with_eoi": lambda p: _pil_jpeg(p, quality=90, comment=b"\xff\xd9 in a comment"),
+    **{f"orientation_{o}": (lambda p, o=o: _pil_jpeg(p, quality=90, exif=_exif(o))) for o in range(1, 9)},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(PLAIN_JPEGS))
+def test_plain_jpeg_fast_path_gives_pillows_pixels(variant: str, imdecode_calls: list[int]) -> None:
+    data = PLAIN_JPEGS[variant](_photo())
+    out = decode_image(data, max_pixels=10**6)
+    assert imdecode_calls == [1], "a plain JPEG must take the OpenCV path"
+    assert out.dtype == np.uint8 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, _pillow_reference(data))
+
+
+def test_progressive_jpeg_takes_the_pillow_path(imdecode_calls: list[int]) -> None:
+    data = _pil_jpeg(_photo(), quality=90, progressive=True)
+    np.testing.assert_array_equal(decode_image(data, max_pixels=10**6), _pillow_reference(data))
+    assert imdecode_calls == []
+
+
+def _damaged_jpegs(data: bytes, rng: np.random.Generator) -> list[bytes]:
+    """Truncated, holed, stray-marker and bit-flipped copies of ``data`` (damage after the scan header)."""
+    scan = data.index(b"\xff\xda")
+    cuts = [data[:-k] for k in (1, 2, 3, 50)] + [data[: int(rng.integers(scan, len(data)))] for _ in range(6)]
+    holes = [data[:p] + data[p + 20 :] for p in rng.integers(scan + 20, len(data) - 40, 6)]
+    markers = [data[:p] + bytes([0xFF, m]) + data[p + 2 :] for p in rng.integers(scan + 20, len(data) - 20, 6)
+               for m in (0xC4, 0xDA, 0x55)]  # fmt: skip
+    flips = [data[:p] + bytes([data[p] ^ 0x5A]) + data[p + 1 :] for p in rng.integers(scan + 20, len(data) - 2, 6)]
+    return cuts + holes + markers + flips
+
+
+@pytest.mark.parametrize("variant", ["q90_420", "restart_markers", "comment_with_eoi"])
+def test_damaged_jpegs_get_pillows_verdict_and_pixels(variant: str) -> None:
+    """A damaged file is rejected exactly when Pillow rejects it, and otherwise has Pillow's pixels."""
+    rng = np.random.default_rng(7)
+    for damaged in _damaged_jpegs(PLAIN_JPEGS[variant](_photo(1)), rng):
+        reference = _pillow_reference(damaged)
+        try:
+            out = decode_image(damaged, max_pixels=10**6)
+        except ImageRejected as err:
+            assert reference is None, f"rejected ({err}) a file Pillow decodes"
+            continue
+        assert reference is not None, "accepted a file Pillow refuses"
+        np.testing.assert_array_equal(out, reference)
 
 
 # ---------------------------------------------------------------- the real MTCNN (hand data, optional)

@@ -218,34 +218,76 @@ def _compute_and_store(job: AlignJob, key: str, settings: _Settings) -> AlignRes
     return result
 
 
-def _init_worker(spec: DetectorSpec, build_detector: bool) -> None:
-    """Per-process setup: one thread per library (processes give the parallelism), the detector built once."""
+# The settings of the pool this worker process belongs to (set once by ``_init_worker``).
+_WORKER_SETTINGS: _Settings | None = None
+
+
+def _init_worker(settings: _Settings, build_detector: bool) -> None:
+    """Per-process setup: one thread per library (processes give the parallelism), the detector built once.
+
+    The settings arrive here once per process rather than with every task.
+    """
+    global _WORKER_SETTINGS
+    _WORKER_SETTINGS = settings
     cv2.setNumThreads(1)
-    register_detector(spec)
+    register_detector(settings.detector)
     if build_detector:
-        get_detector(spec.name)
+        get_detector(settings.detector.name)
         torch = sys.modules.get("torch")  # imported by a torch backend while building, never here
         if torch is not None:
             torch.set_num_threads(1)
 
 
-def _worker_task(args: tuple[AlignJob, str, _Settings]) -> AlignResult:
-    return _compute_and_store(*args)
+def _worker_task(task: tuple[AlignJob, str]) -> AlignResult:
+    assert _WORKER_SETTINGS is not None, "_init_worker must run first"
+    return _compute_and_store(*task, _WORKER_SETTINGS)
 
 
-def _run_pending(tasks: list[tuple[AlignJob, str, _Settings]], workers: int) -> Iterator[AlignResult]:
-    """Results of ``tasks`` in order, in this process or in ``workers`` spawned processes."""
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """A start method that is safe with threads in the parent and cheap to start.
+
+    ``fork`` would copy this process mid-flight (torch's and OpenCV's thread pools, locks held by other
+    threads) into the children. ``forkserver`` forks each worker from a clean single-threaded server
+    that has imported this module once (``set_forkserver_preload``), so workers start in milliseconds
+    with numpy, OpenCV and Pillow already loaded, and never import torch unless they build a detector.
+    The server lives as long as this process, so later pools do not pay its start-up again. The
+    preload list is process-wide: this replaces one set elsewhere, which only matters before the
+    server's first start. Where ``forkserver`` does not exist (Windows), ``spawn``.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_preload_modules())  # takes effect when the server starts (first pool)
+    return context
+
+
+def _preload_modules() -> list[str]:
+    """This module, plus the main module when it was run by name (``python -m stages.align``).
+
+    Each worker re-runs the main module, as under ``spawn``; preloaded, its imports are already
+    done in the server and the re-run only defines names.
+    """
+    preload = [__name__]
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", None)
+    if name and name != "__main__" and not name.endswith(".__main__"):
+        preload.append(name)
+    return preload
+
+
+def _run_pending(tasks: list[tuple[AlignJob, str]], settings: _Settings, workers: int) -> Iterator[AlignResult]:
+    """Results of ``tasks`` in order, in this process or in ``workers`` worker processes."""
     if workers == 1 or len(tasks) <= 1:
-        for job, key, settings in tasks:
+        for job, key in tasks:
             yield _compute_and_store(job, key, settings)
         return
-    # "spawn": a forked child would inherit torch's thread pool and locks from the parent.
-    context = multiprocessing.get_context("spawn")
+    workers = min(workers, len(tasks))
+    # Chunks of up to 16 images (tens of ms of work) keep the per-task IPC small; at least 4 chunks
+    # per worker keep the last chunks from leaving a worker idle for long.
     chunksize = max(1, min(16, len(tasks) // (workers * 4)))
-    settings = tasks[0][2]
-    build_detector = any(not settings.uses_given(job) for job, _, _ in tasks)
+    build_detector = any(not settings.uses_given(job) for job, _ in tasks)
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(settings.detector, build_detector)
+        max_workers=workers, mp_context=_pool_context(), initializer=_init_worker, initargs=(settings, build_detector)
     ) as pool:
         yield from pool.map(_worker_task, tasks, chunksize=chunksize)
 
@@ -294,7 +336,8 @@ def align_many(
         use_given_landmarks: use a job's given landmarks instead of detecting.
         jpeg_quality: JPEG quality of the aligned crops (1-100).
         max_pixels: images larger than this are ``decode_error`` (decompression bombs).
-        workers: processes; 1 runs in this process. Workers use one thread each.
+        workers: processes; 1 runs in this process. Workers use one thread each and are forked from
+            a ``forkserver`` (started once per process, with this module preloaded).
         progress: called with the number of jobs finished since its previous call (cache hits included),
             e.g. ``tqdm.update``.
 
@@ -326,8 +369,8 @@ def align_many(
     if progress is not None and len(jobs) > sum(map(len, pending.values())):
         progress(len(jobs) - sum(map(len, pending.values())))
 
-    tasks = [(jobs[indices[0]], key, settings) for key, indices in pending.items()]
-    for (key, indices), result in zip(pending.items(), _run_pending(tasks, workers), strict=True):
+    tasks = [(jobs[indices[0]], key) for key, indices in pending.items()]
+    for (key, indices), result in zip(pending.items(), _run_pending(tasks, settings, workers), strict=True):
         for index in indices:
             results[index] = replace(result, id=jobs[index].id)
         if progress is not None:

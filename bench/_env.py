@@ -1,0 +1,47 @@
+"""What every bench result records about where it ran (shared by the scripts in bench/).
+
+Bench figures are only comparable between runs on the same machine, load and library versions, so
+each result JSON carries this block. The load average matters on shared machines: a timing taken
+while other processes kept the cores busy is not the code's speed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def environment(*packages: str, **extra: Any) -> dict[str, Any]:
+    """Machine, Python, git commit, load average and the version of each named package.
+
+    Args:
+        packages: import names (``"cv2"``, ``"numpy"``, ``"torch"``); each is imported here and its
+            ``__version__`` recorded under that name.
+        extra: further entries to record as given (e.g. ``torch_threads=4``).
+
+    Returns:
+        A JSON-ready dict.
+    """
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    info: dict[str, Any] = {
+        "device": f"cpu: {platform.processor() or platform.machine()}",
+        "cpu_count": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "commit": commit,
+    }
+    for name in packages:
+        info[name] = getattr(importlib.import_module(name), "__version__", "unknown")
+    info.update(extra)
+    return info
