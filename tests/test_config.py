@@ -60,3 +60,43 @@ def test_params_are_frozen():
     params = Params()
     with pytest.raises(Exception):
         params.align.workers = 3  # type: ignore[misc]
+
+
+# ---- pretrain / train sections -------------------------------------------------------------------
+
+TWO_HALVES = [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}]
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        pytest.param({"train": {"warmup_steps": 100, "steps": 100}}, ["train", "warmup_steps (100) must be < steps"],
+                     id="warmup"),
+        pytest.param({"train": {"sources": [{"name": "a", "share": 0.5}]}}, ["train", "sum to 1"], id="shares-sum"),
+        pytest.param({"pretrain": {"sources": [{"name": "a", "share": 0.5}, {"name": "a", "share": 0.5}]}},
+                     ["pretrain", "repeated: ['a']"], id="duplicate-source"),
+        pytest.param({"train": {"sources": []}}, ["train", "non-empty"], id="no-sources"),
+        pytest.param({"train": {"batch_size": 1, "sources": TWO_HALVES}},
+                     ["train", "batch_size (1)"], id="batch-too-small"),
+        pytest.param({"train": {"model": "swinface_tiny_rec"}}, ["train.model", "'swinface_tiny'"],
+                     id="train-needs-multitask"),
+        pytest.param({"pretrain": {"model": "swinface_tiny"}}, ["pretrain.model", "'swinface_tiny_rec'"],
+                     id="pretrain-rec-only"),
+        pytest.param({"train": {"backbone_lr_scale": 0}}, ["train.backbone_lr_scale", "greater than 0"], id="lr-scale"),
+        pytest.param({"train": {"sample_rate": 1.5}}, ["train.sample_rate"], id="sample-rate"),
+        pytest.param({"train": {"precision": "fp8"}}, ["train.precision", "'bf16'"], id="precision"),
+        pytest.param({"pretrain": {"enabeld": False}}, ["pretrain.enabeld", "unknown key"], id="misspelt"),
+    ],
+)
+def test_training_sections_name_the_bad_key(patch, expected):
+    with pytest.raises(ParamsError) as info:
+        parse_params(patch)
+    for fragment in expected:
+        assert fragment in str(info.value), str(info.value)
+
+
+def test_training_defaults_follow_swinface():
+    params = Params()
+    assert params.train.backbone_lr_scale == pytest.approx(0.1) and params.pretrain.backbone_lr_scale == 1.0
+    assert (params.train.margin_scale, params.train.margin_cos) == (64.0, 0.4)
+    assert params.pretrain.enabled and params.pretrain.model.endswith("_rec")

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["Params", "ParamsError", "load_params", "parse_params", "STAGE_NAMES"]
+__all__ = ["Params", "ParamsError", "load_params", "parse_params"]
 
 SOURCE_NAME_PATTERN = r"^[a-z0-9_]+$"
 
@@ -65,6 +65,7 @@ class IngestParams(_Section):
     max_pixels: Annotated[int, Field(ge=1, le=500_000_000)] = 40_000_000
     max_file_bytes: Annotated[int, Field(ge=1)] = 50_000_000
     min_side: Annotated[int, Field(ge=1)] = 32
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
 
     @field_validator("sources")
     @classmethod
@@ -116,6 +117,92 @@ class ReportParams(_Section):
     columns: Annotated[int, Field(ge=1, le=64)] = 12
 
 
+class TrainSource(_Section):
+    """One shard source (data/shards/<name>/, its ``train`` split) and its share of every batch."""
+
+    name: Annotated[str, Field(pattern=SOURCE_NAME_PATTERN, max_length=64)]
+    share: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+
+
+class _FitParams(_Section):
+    """What ``pretrain`` and ``train`` share: data mix, AdamW + warm-up/cosine, margin, checkpoints.
+
+    SwinFace (arXiv:2308.11509): AdamW, linear warm-up then cosine to ``lr * final_lr_ratio``, CosFace
+    (``margin_scale`` s=64, ``margin_cos`` m=0.4), Partial FC ``sample_rate``, grad-norm clip 5 on the
+    backbone only (0 = off). ``batch_size`` is per process (torchrun: global batch = batch_size x
+    processes), split over ``sources`` by share. ``precision`` applies on CUDA only; CPU runs are fp32
+    so that a seeded run is reproducible. Resumable checkpoints every ``checkpoint_every`` steps;
+    dvclive gets interval means every ``log_every`` steps.
+    """
+
+    sources: list[TrainSource] = Field(default_factory=lambda: [TrainSource(name="sample")])
+    steps: Annotated[int, Field(ge=1, le=10_000_000)] = 100
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 32
+    lr: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    warmup_steps: Annotated[int, Field(ge=0)] = 10
+    final_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+    backbone_lr_scale: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    grad_clip: Annotated[float, Field(ge=0.0)] = 5.0
+    margin_scale: Annotated[float, Field(gt=0.0, le=1024.0)] = 64.0
+    margin_cos: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.4
+    sample_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    hflip: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    shuffle_buffer: Annotated[int, Field(ge=0, le=1_000_000)] = 1000
+    num_workers: Annotated[int, Field(ge=0, le=64)] = 0
+    precision: Literal["bf16", "fp16", "fp32"] = "bf16"
+    checkpoint_every: Annotated[int, Field(ge=1)] = 50
+    log_every: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "_FitParams":
+        if self.warmup_steps >= self.steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be < steps ({self.steps})")
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes or not names:
+            raise ValueError(f"sources must be non-empty with unique names; repeated: {dupes}")
+        total = sum(s.share for s in self.sources)
+        if abs(total - 1.0) > 1e-6:
+            shares = {s.name: s.share for s in self.sources}
+            raise ValueError(f"source shares must sum to 1, got {total:.6g} ({shares})")
+        if len(self.sources) > self.batch_size:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must give every one of the {len(self.sources)} sources a sample"
+            )
+        return self
+
+
+class PretrainParams(_FitParams):
+    """Recognition-only pre-training (stage ``pretrain``); ``enabled: false`` makes ``train`` start from scratch."""
+
+    enabled: bool = True
+    model: Literal["swinface_tiny_rec", "swinface_t_rec"] = "swinface_tiny_rec"
+    steps: Annotated[int, Field(ge=1, le=10_000_000)] = 120
+    warmup_steps: Annotated[int, Field(ge=0)] = 12
+
+
+class TrainParams(_FitParams):
+    """Multi-task SwinFace training (stage ``train``); the backbone learns at ``lr * backbone_lr_scale``."""
+
+    model: Literal["swinface_tiny", "swinface_t"] = "swinface_tiny"
+    steps: Annotated[int, Field(ge=1, le=10_000_000)] = 160
+    warmup_steps: Annotated[int, Field(ge=0)] = 16
+    backbone_lr_scale: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+
+
+class EvaluateParams(_Section):
+    """Evaluation of the trained model (stage ``evaluate``)."""
+
+    sources: list[Annotated[str, Field(pattern=SOURCE_NAME_PATTERN)]] = Field(default_factory=lambda: ["sample"])
+    split: Literal["train", "val", "test", "unlabeled"] = "test"
+    n_pairs: Annotated[int, Field(ge=2, le=10_000_000)] = 3000
+    folds: Annotated[int, Field(ge=2, le=100)] = 10
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
+    num_workers: Annotated[int, Field(ge=0, le=64)] = 0
+    bin_sets: list[Annotated[str, Field(pattern=SOURCE_NAME_PATTERN)]] = Field(default_factory=list)
+
+
 class PipelineParams(_Section):
     """Orchestration settings read by the Prefect flow (not by any DVC stage)."""
 
@@ -136,11 +223,10 @@ class Params(_Section):
     align: AlignParams = Field(default_factory=AlignParams)
     shard: ShardParams = Field(default_factory=ShardParams)
     report: ReportParams = Field(default_factory=ReportParams)
+    pretrain: PretrainParams = Field(default_factory=PretrainParams)
+    train: TrainParams = Field(default_factory=TrainParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     pipeline: PipelineParams = Field(default_factory=PipelineParams)
-
-
-#: Sections that belong to DVC stages (``pipeline`` is the flow's own).
-STAGE_NAMES: tuple[str, ...] = ("sample", "ingest", "align", "shard", "report")
 
 
 class ParamsError(ValueError):

@@ -1,0 +1,32 @@
+"""Stage `train`: multi-task SwinFace (recognition + 42 analysis heads) on the train splits of the sources.
+
+The backbone starts from the `pretrain` output when pre-training was enabled (as SwinFace does) and
+learns at ``train.lr * train.backbone_lr_scale``; otherwise the whole model starts from scratch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from faceops.io.checkpoint import MODEL_FILE, load_checkpoint
+from stages._common import params_or_exit, parse_args
+from stages._training import run_training
+
+#: Added to ``base.seed`` so training and pre-training draw different random streams.
+SEED_OFFSET = 2_000
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(__doc__, ["shards", "pretrained", "out", "ckpt", "metrics", "live"], argv)
+    params = params_or_exit(args.params)
+    pretrained = args.pretrained / MODEL_FILE
+    record = load_checkpoint(pretrained, kind="model")
+    run_training(
+        "train", params.train, seed=params.base.seed + SEED_OFFSET, shards=args.shards, out=args.out,
+        ckpt=args.ckpt, metrics=args.metrics, live=args.live, init=record if record["enabled"] else None,
+        init_id=pretrained.read_bytes(),
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,402 @@
+"""Training library: schedule, targets/masks, multi-source batches, exact resume, DDP, learning, checkpoints."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import socket
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from faceops.data.loader import split_urls
+from faceops.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from faceops.io.shards import ShardSample, write_index, write_shards
+from faceops.labels import sample_id
+from faceops.losses import MarginSoftmax, SwinFaceLoss
+from faceops.models import create_model, param_groups
+from faceops.models.tasks import head_by_name
+from faceops.train import (
+    IMAGE_MEAN, IMAGE_STD, MixedBatches, batch_counts, close_distributed, fit, flip_images, init_backbone,
+    init_distributed, label_stats, load_trained_model, make_scheduler, model_record, normalize_images, summarize,
+    to_targets, warmup_cosine,
+)  # fmt: skip
+
+TINY = {"mlff_width": 16}  # swinface_tiny with 16-wide fusion: same structure, ~4x cheaper subnets
+N_IDS, PER_ID, MAXCOUNT = 4, 8, 8  # "blobs": 32 samples in 4 shards (2 per rank with 2 ranks)
+COLOURS = [(230, 40, 40), (40, 230, 40), (40, 40, 230), (230, 230, 40)]
+
+
+def _blob_jpeg(rng: np.random.Generator, colour: tuple[int, int, int]) -> bytes:
+    """A dark noisy face-sized image with one coloured disc at a random place."""
+    image = rng.integers(0, 50, (112, 112, 3), dtype=np.uint8)
+    cx, cy = (int(v) for v in rng.integers(35, 77, 2))
+    cv2.circle(image, (cx, cy), 22, colour, -1)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return buf.tobytes()
+
+
+def _write_source(root: Path, source: str, metas: list[dict], jpegs: list[bytes], maxcount: int) -> None:
+    samples = [ShardSample(m["id"], jpg, m) for m, jpg in zip(metas, jpegs)]
+    infos = write_shards(samples, root / source, split="train", maxcount=maxcount)
+    identities = len({m.get("identity") for m in metas} - {None})
+    write_index(root / source, {"format": 1, "source": source, "samples": len(samples),
+                                "splits": {"train": {"shards": [i.name for i in infos], "samples": len(samples),
+                                                     "identities": identities}}})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    """Two sources: "blobs" (identity = disc colour, plus age/Male/Smiling) and "expr" (expression only)."""
+    root = tmp_path_factory.mktemp("shards")
+    rng = np.random.default_rng(0)
+    metas, jpegs = [], []
+    for i in range(N_IDS):
+        for j in range(PER_ID):
+            key = sample_id("blobs", f"{i}/{j}.jpg")
+            metas.append({"id": key, "source": "blobs", "identity": f"p{i}", "age": 20.0 + 10 * i,
+                          "Male": i % 2, "Smiling": None if j % 2 else 1, "group": "g", "landmarks": None})  # fmt: skip
+            jpegs.append(_blob_jpeg(rng, COLOURS[i]))
+    _write_source(root, "blobs", metas, jpegs, MAXCOUNT)
+    metas, jpegs = [], []
+    for j in range(16):
+        key = sample_id("expr", f"{j}.jpg")
+        metas.append({"id": key, "source": "expr", "identity": None, "expression": j % 7})
+        jpegs.append(_blob_jpeg(rng, COLOURS[j % 4]))
+    _write_source(root, "expr", metas, jpegs, 4)
+    return root
+
+
+def _setup(shards: Path, *, model_name: str = "swinface_tiny", sources=(("blobs", 1.0),), batch: int = 8,
+           steps: int = 10, lr: float = 2e-3, seed: int = 0, rank=None, world_size=None):  # fmt: skip
+    """Model, loss, AdamW, schedule and batch stream, built the way the training stages build them."""
+    urls = {name: split_urls(shards / name, "train") for name, _ in sources}
+    stats = label_stats([u for us in urls.values() for u in us])
+    torch.manual_seed(seed)
+    model = create_model(model_name, **TINY)
+    margin = MarginSoftmax(len(stats.identities), model.num_features, s=16.0, m_cos=0.2, seed=seed)
+    loss_fn = SwinFaceLoss(margin, model.head_specs)
+    optimizer = torch.optim.AdamW(param_groups(model, lr, weight_decay=0.05, extra_head_modules=[loss_fn]))
+    scheduler = make_scheduler(optimizer, warmup_steps=2, total_steps=steps, final_ratio=0.1)
+    classes = {name: i for i, name in enumerate(stats.identities)}
+    batches = MixedBatches(
+        urls, batch_counts(dict(sources), batch), seed=seed, shuffle_buffer=8, hflip=0.5, rank=rank,
+        world_size=world_size, encode=functools.partial(to_targets, heads=model.head_specs, identity_to_class=classes),
+    )  # fmt: skip
+    return model, loss_fn, optimizer, scheduler, batches
+
+
+# ---- schedule -------------------------------------------------------------------------------------
+
+
+def test_warmup_is_linear_and_cosine_hits_its_endpoints():
+    kw = dict(warmup_steps=4, total_steps=14, final_ratio=0.1)
+    assert [warmup_cosine(s, **kw) for s in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert warmup_cosine(4, **kw) == pytest.approx(1.0)
+    assert warmup_cosine(9, **kw) == pytest.approx(0.55)  # half-way: (1 + 0.1) / 2
+    assert warmup_cosine(14, **kw) == pytest.approx(0.1)
+    values = [warmup_cosine(s, **kw) for s in range(4, 15)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+    with pytest.raises(ValueError, match="warmup_steps"):
+        warmup_cosine(0, warmup_steps=5, total_steps=5)
+
+
+def test_param_group_lrs_follow_the_schedule_with_backbone_at_a_tenth():
+    model = create_model("swinface_tiny_rec")
+    groups = param_groups(model, 1e-3, backbone_lr_scale=0.1, extra_head_modules=[torch.nn.Linear(2, 2)])
+    optimizer = torch.optim.AdamW(groups)
+    scheduler = make_scheduler(optimizer, warmup_steps=3, total_steps=10, final_ratio=0.0)
+    for step in range(10):
+        lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+        factor = warmup_cosine(step, warmup_steps=3, total_steps=10)
+        assert lrs["heads"] == pytest.approx(1e-3 * factor) and lrs["backbone"] == pytest.approx(1e-4 * factor)
+        optimizer.step()
+        scheduler.step()
+
+
+# ---- batch assembly ---------------------------------------------------------------------------------
+
+
+def test_targets_masks_present_labels_and_drop_the_rest():
+    heads = (head_by_name("Age"), head_by_name("Male"), head_by_name("Expression"))
+    metas = [
+        {"id": "a", "source": "s", "identity": "x", "age": 31.5, "Male": True, "expression": None, "group": "g"},
+        {"id": "b", "source": "s", "identity": None, "Male": 0, "expression": 3, "landmarks": [[0, 0]] * 5},
+    ]
+    targets, masks = to_targets(metas, heads, {"s/x": 0, "s/y": 1})
+    assert set(targets) == set(masks) == {"identity", "age", "Male", "expression"}  # group/landmarks dropped
+    assert masks["identity"].tolist() == [True, False] and targets["identity"][0] == 0
+    assert masks["age"].tolist() == [True, False] and targets["age"][0].item() == 31.5
+    assert targets["age"].dtype == torch.float32 and targets["Male"].dtype == torch.int64
+    assert masks["Male"].tolist() == [True, True] and targets["Male"].tolist() == [1, 0]
+    assert masks["expression"].tolist() == [False, True] and targets["expression"][1] == 3
+    assert not (targets["expression"] < 0).any()  # missing is masked, never a negative
+    only_rec, _ = to_targets(metas, (), {"s/x": 0})
+    assert set(only_rec) == {"identity"}
+
+
+def test_targets_refuse_unknown_identity_and_out_of_range_labels():
+    with pytest.raises(ValueError, match=r"identity 's/zed' is not one of the 1 training identities"):
+        to_targets([{"id": "a", "source": "s", "identity": "zed"}], (), {"s/x": 0})
+    with pytest.raises(ValueError, match=r"'expression' is 9; expected a class index in \[0, 7\)"):
+        to_targets([{"id": "a", "expression": 9}], (head_by_name("Expression"),))
+    with pytest.raises(ValueError, match="'age' is 'old'"):
+        to_targets([{"id": "a", "age": "old"}], (head_by_name("Age"),))
+
+
+def test_label_stats_prefix_identities_with_their_source(shards):
+    stats = label_stats(split_urls(shards / "blobs", "train") + split_urls(shards / "expr", "train"))
+    assert stats.identities == [f"blobs/p{i}" for i in range(N_IDS)]
+    assert stats.samples == N_IDS * PER_ID + 16
+    assert stats.age_mean == pytest.approx(20 + 10 * (N_IDS - 1) / 2)
+
+
+def test_normalisation_maps_uint8_to_minus_one_one():
+    x = torch.tensor([0, 255, 128], dtype=torch.uint8).view(1, 3, 1, 1)
+    y = normalize_images(x).flatten()
+    assert y.tolist() == pytest.approx([-1.0, 1.0, (128 / 255 - IMAGE_MEAN) / IMAGE_STD], abs=1e-6)
+
+
+def test_flips_are_seeded_mirror_images():
+    images = torch.arange(2 * 3 * 2 * 4, dtype=torch.uint8).view(2, 3, 2, 4).repeat(8, 1, 1, 1)  # [16, 3, 2, 4]
+    a = flip_images(images, 0.5, torch.Generator().manual_seed(1))
+    b = flip_images(images, 0.5, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    flipped = [not torch.equal(a[i], images[i]) for i in range(16)]
+    assert 0 < sum(flipped) < 16
+    assert all(torch.equal(a[i], images[i].flip(-1)) for i in range(16) if flipped[i])
+
+
+# ---- multi-source mixing ------------------------------------------------------------------------------
+
+
+def test_batch_counts_use_largest_remainder():
+    assert batch_counts({"a": 0.5, "b": 0.25, "c": 0.25}, 8) == {"a": 4, "b": 2, "c": 2}
+    assert batch_counts({"a": 0.7, "b": 0.3}, 5) == {"a": 4, "b": 1}  # 3.5 + 1.5
+    assert batch_counts({"b": 0.5, "a": 0.5}, 3) == {"b": 2, "a": 1}  # a tie goes to the source listed first
+    assert sum(batch_counts({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}, 10).values()) == 10
+    with pytest.raises(ValueError, match="no sample"):
+        batch_counts({"a": 0.9, "b": 0.1}, 2)
+
+
+def test_every_batch_has_each_source_share_and_missing_labels_masked(shards):
+    model, loss_fn, *_, batches = _setup(shards, sources=(("blobs", 0.75), ("expr", 0.25)), batch=8)
+    for _ in range(6):  # crosses an epoch of "blobs" (32 samples = 5 full slices of 6)
+        batch = next(batches)
+        assert Counter(batch.sources) == {"blobs": 6, "expr": 2} and batch.images.shape == (8, 3, 112, 112)
+        is_expr = torch.tensor([s == "expr" for s in batch.sources])
+        assert not batch.masks["identity"][is_expr].any() and batch.masks["identity"][~is_expr].all()
+        assert batch.masks["expression"][is_expr].all() and not batch.masks["expression"][~is_expr].any()
+    total, parts = loss_fn(model(normalize_images(batch.images)), batch.targets, batch.masks, progress=0.0)
+    assert torch.isfinite(total) and parts["Expression"] > 0 and parts["Recognition"] > 0
+
+
+def test_stream_restarts_epochs_and_resumes_mid_epoch(shards):
+    *_, batches = _setup(shards, batch=8)  # 32 samples: an epoch is 4 batches
+    for _ in range(6):
+        next(batches)
+    state = batches.state_dict()
+    assert state["sources"]["blobs"] == {"epoch": 1, "position": 2}
+    expected = [next(batches).keys for _ in range(3)]
+    *_, again = _setup(shards, batch=8)
+    again.load_state_dict(state)
+    assert [next(again).keys for _ in range(3)] == expected
+
+
+# ---- fit: exact resume, learning, DDP ------------------------------------------------------------------
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+def _kill_after(step: int):
+    def hook(info):
+        if info.step == step:
+            raise _Killed(f"simulated kill after step {step}")
+
+    return hook
+
+
+def test_resumed_run_ends_with_identical_weights(shards, tmp_path):
+    steps, path = 9, tmp_path / "last.pt"
+
+    def run(resume=None, hooks=()):
+        model, loss_fn, optimizer, scheduler, batches = _setup(shards, steps=steps, batch=4)
+        save = functools.partial(save_checkpoint, path, kind="resume")
+        result = fit(model, loss_fn, optimizer, scheduler, batches, steps=steps, seed=3, grad_clip=1.0, save=save,
+                     checkpoint_every=3, resume=resume, hooks=hooks, log_every=2)  # fmt: skip
+        return model, loss_fn, result
+
+    model_a, loss_a, result_a = run()
+    with pytest.raises(_Killed):
+        run(hooks=[_kill_after(5)])  # checkpoint at 3, killed after 5: steps 4-5 are redone
+    resume = load_checkpoint(path, kind="resume")
+    assert resume["step"] == 3
+    model_b, loss_b, result_b = run(resume=resume)
+    for name, tensor in {**model_a.state_dict(), **loss_a.state_dict()}.items():
+        other = {**model_b.state_dict(), **loss_b.state_dict()}[name]
+        assert torch.equal(tensor, other), name
+    assert result_a.history == result_b.history and result_a.step == result_b.step == steps
+
+
+def test_a_few_dozen_steps_clearly_reduce_the_loss(shards):
+    steps = 30
+    model, loss_fn, optimizer, scheduler, batches = _setup(shards, model_name="swinface_tiny_rec", steps=steps)
+    result = fit(model, loss_fn, optimizer, scheduler, batches, steps=steps, seed=0, grad_clip=5.0)
+    losses = [entry["loss/total"] for _, entry in result.history]
+    start, end = np.mean(losses[:3]), np.mean(losses[-3:])
+    print(f"loss {start:.3f} -> {end:.3f}")
+    assert end < 0.7 * start, (start, end)
+    assert summarize(result.history)["loss/total"] == pytest.approx(np.mean(losses[-3:]))
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, shards: Path, out: Path) -> None:
+    torch.set_num_threads(1)
+    env = {"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
+    info = init_distributed(env, use_cuda=False)
+    try:
+        steps, keys = 3, []
+        model, loss_fn, optimizer, scheduler, batches = _setup(shards, steps=steps, batch=4)
+        fit(model, loss_fn, optimizer, scheduler, batches, steps=steps, seed=0, grad_clip=1.0,
+            hooks=[lambda info: keys.extend(info.keys)])  # fmt: skip
+        params = {k: v for k, v in model.named_parameters()}
+        params.update({f"loss.{k}": v for k, v in loss_fn.named_parameters()})
+        torch.save({k: v.detach() for k, v in params.items()}, out / f"rank{info.rank}.pt")
+        (out / f"rank{info.rank}.json").write_text(json.dumps(keys))
+    finally:
+        close_distributed()
+
+
+def test_ddp_two_ranks_on_cpu_keep_identical_weights_and_split_the_data(shards, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, shards, tmp_path), nprocs=2, join=True)
+    weights = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    keys = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
+    assert len(keys[0]) == len(keys[1]) == 12 and not set(keys[0]) & set(keys[1])
+
+
+# ---- checkpoints and the exported model --------------------------------------------------------------
+
+
+class _Exploit:
+    """Unpickling this calls ``Path.touch(marker)``: a stand-in for arbitrary code in a tampered file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_checkpoint_loading_refuses_a_malicious_pickle(tmp_path):
+    bad, marker = tmp_path / "bad.pt", tmp_path / "pwned"
+    torch.save({"format": 1, "kind": "model", "payload": _Exploit(marker)}, bad)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_checkpoint(bad, kind="model")
+    assert not marker.exists()
+    torch.load(bad, weights_only=False)  # the same file, loaded unsafely, does run the payload
+    assert marker.exists()
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(bad, kind="model")
+
+
+def test_checkpoint_kind_is_checked(tmp_path):
+    save_checkpoint(tmp_path / "r.pt", {"step": 1}, kind="resume")
+    assert load_checkpoint(tmp_path / "r.pt", kind="resume")["step"] == 1
+    with pytest.raises(CheckpointError, match="'model' checkpoint"):
+        load_checkpoint(tmp_path / "r.pt", kind="model")
+
+
+def test_exported_model_rebuilds_the_same_network(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("swinface_tiny", **TINY).eval()
+    record = model_record(model, "swinface_tiny", TINY, identities=["s/a", "s/b"], step=7, params={"lr": 1.0},
+                          init="scratch")  # fmt: skip
+    save_checkpoint(tmp_path / "model.pt", record, kind="model")
+    rebuilt, info = load_trained_model(tmp_path / "model.pt")
+    x = normalize_images(torch.randint(0, 256, (2, 3, 112, 112), dtype=torch.uint8))
+    assert torch.equal(rebuilt(x)["Recognition"], model(x)["Recognition"])
+    assert info["identities"] == ["s/a", "s/b"] and info["embedding_size"] == model.num_features
+    assert (info["image_mean"], info["image_std"]) == (IMAGE_MEAN, IMAGE_STD)
+
+
+def test_backbone_init_copies_pretrained_weights_and_rejects_other_variants():
+    torch.manual_seed(1)
+    pretrained = create_model("swinface_tiny_rec")
+    record = {"model_name": "swinface_tiny_rec", "state_dict": pretrained.state_dict()}
+    torch.manual_seed(2)
+    model = create_model("swinface_tiny", **TINY)
+    subnet_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("subnets.")}
+    copied = init_backbone(model, record)
+    state = model.state_dict()
+    assert copied and all(torch.equal(state[k], pretrained.state_dict()[k]) for k in copied)
+    assert all(torch.equal(state[k], v) for k, v in subnet_before.items())
+    with pytest.raises(ValueError, match="does not fit"):
+        init_backbone(create_model("swinface_tiny", embedding_size=32), record)
+
+
+# ---- stages ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_determinism():
+    """The stages switch on deterministic algorithms process-wide; give other tests the setting back."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+@pytest.mark.usefixtures("restore_determinism")
+def test_pretrain_then_train_stages_write_loadable_outputs(shards, tmp_path):
+    from stages import pretrain, train
+
+    section = {"sources": [{"name": "blobs", "share": 1.0}], "steps": 2, "warmup_steps": 1, "batch_size": 4,
+               "checkpoint_every": 1}  # fmt: skip
+    params = tmp_path / "params.yaml"
+    params.write_text(json.dumps({"pretrain": section, "train": section}))  # JSON is YAML
+    common = ["--params", str(params), "--shards", str(shards)]
+    pretrain.main([*common, "--out", str(tmp_path / "pre"), "--ckpt", str(tmp_path / "ckpt/pre"),
+                   "--metrics", str(tmp_path / "pre.json"), "--live", str(tmp_path / "pre_live")])  # fmt: skip
+    train.main([*common, "--pretrained", str(tmp_path / "pre"), "--out", str(tmp_path / "sf"),
+                "--ckpt", str(tmp_path / "ckpt/train"), "--metrics", str(tmp_path / "train.json"),
+                "--live", str(tmp_path / "sf_live")])  # fmt: skip
+    model, record = load_trained_model(tmp_path / "sf" / "model.pt")
+    pre_model, _ = load_trained_model(tmp_path / "pre" / "model.pt")
+    assert record["init"] == "pretrain" and record["identities"] == [f"blobs/p{i}" for i in range(N_IDS)]
+    assert model(normalize_images(torch.zeros(1, 3, 112, 112, dtype=torch.uint8)))["Age"].shape == (1, 1)
+    assert pre_model.state_dict().keys() < model.state_dict().keys()
+    metrics = json.loads((tmp_path / "train.json").read_text())
+    assert metrics["steps"] == 2 and math.isfinite(metrics["loss/total"]) and "loss/Age" in metrics
+    assert (tmp_path / "sf_live/plots/metrics/loss/total.tsv").is_file()
+    assert not any((tmp_path / "ckpt/train").iterdir())  # the resume folder is removed after export
+
+
+@pytest.mark.usefixtures("restore_determinism")
+def test_disabled_pretrain_makes_train_start_from_scratch(shards, tmp_path):
+    from stages import pretrain
+
+    params = tmp_path / "params.yaml"
+    params.write_text(json.dumps({"pretrain": {"enabled": False}}))
+    pretrain.main(["--params", str(params), "--shards", str(shards), "--out", str(tmp_path / "pre"),
+                   "--ckpt", str(tmp_path / "ckpt"), "--metrics", str(tmp_path / "m.json"),
+                   "--live", str(tmp_path / "live")])  # fmt: skip
+    record = load_checkpoint(tmp_path / "pre" / "model.pt", kind="model")
+    assert record["enabled"] is False and record["state_dict"] == {}
+    with pytest.raises(ValueError, match="disabled stage"):
+        load_trained_model(tmp_path / "pre" / "model.pt")
