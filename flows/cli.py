@@ -27,6 +27,7 @@ from flows.workspace import (
     find_root,
     stage_order,
     stale_stages,
+    sweep_staging,
     workspace_lock,
 )
 
@@ -69,6 +70,8 @@ def run(
     targets = stage or []
     try:
         with workspace_lock(workspace, params.pipeline.lock_wait_seconds):
+            for leftover in sweep_staging(workspace):
+                console.print(f"removed {leftover.relative_to(workspace)} left by an interrupted stage")
             if not force:
                 stale = stale_stages(workspace, targets)
                 if not stale:

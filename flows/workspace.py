@@ -134,6 +134,19 @@ def stage_order(root: Path, targets: Sequence[str] = ()) -> list[str]:
         return [names[s] for s in order if names[s] in keep]
 
 
+def sweep_staging(root: Path) -> list[Path]:
+    """Remove staging folders that killed stages left beside their DVC outputs (call under the lock).
+
+    A stage killed mid-write leaves ``.tmp-<out>-*`` beside its output; when DVC then finds the
+    output intact nothing re-runs that stage, so the run sweeps them instead.
+    """
+    from faceops.io.atomic import remove_stale_staging
+
+    with _open_repo(root) as repo:
+        outs = [Path(out.fs_path) for stage in repo.index.stages for out in stage.outs]
+    return [p for out in outs for p in remove_stale_staging(out)]
+
+
 def stale_stages(root: Path, targets: Sequence[str] = ()) -> dict[str, list]:
     """What DVC says is out of date: ``{stage: [reasons...]}``; empty when everything is up to date."""
     with _open_repo(root) as repo:

@@ -30,9 +30,20 @@ from faceops.train import (
 from stages._common import console, progress_bar, write_metrics
 
 
+class _FileLive(Live):
+    """dvclive as a plain file logger: the pipeline (dvc.yaml) owns experiments and plots.
+
+    Why: ``Live`` otherwise opens the DVC repo and asks git for HEAD, which raises in a workspace
+    whose git repo has no commit yet (dvclive 3.49 does not catch scmrepo's "Empty git repo").
+    """
+
+    def _init_dvc(self) -> None:
+        self._dvc_file = None
+
+
 def open_live(path: Path) -> Live:
     """A dvclive logger writing ``path/plots/metrics/...`` and ``path/metrics.json`` (no dvc.yaml, no exp)."""
-    return Live(dir=str(path), resume=False, save_dvc_exp=False, dvcyaml=None)
+    return _FileLive(dir=str(path), resume=False, save_dvc_exp=False, dvcyaml=None)
 
 
 def run_training(

@@ -94,3 +94,10 @@ def test_predict_collects_outputs_in_order():
     assert pred.outputs["Age"][:, 0].tolist() == [10.0, 10.0, 20.0, 20.0]
     with pytest.raises(ValueError, match="empty"):
         predict(Toy(), [], normalize=lambda t: t.float())
+
+
+def test_too_few_identities_leave_verification_out_instead_of_failing():
+    metas = _metas(n_ids=1, per_id=5)
+    metrics, plots = score_predictions(_perfect(metas), n_pairs=100, seed=0)
+    assert not any(k.startswith("verif/") for k in metrics)
+    assert "roc" not in plots and metrics["expr/acc"] == 1.0

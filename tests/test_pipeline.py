@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,7 +24,8 @@ from flows.workspace import stale_stages
 
 pytestmark = pytest.mark.slow
 
-TINY = {"identities": 6, "images_per_identity": 4, "min_side": 160, "max_side": 200}
+TINY = {"identities": 10, "images_per_identity": 4, "min_side": 160, "max_side": 200}
+FIT = {"steps": 3, "warmup_steps": 1, "batch_size": 8, "checkpoint_every": 2, "shuffle_buffer": 16}
 
 
 def _sh(cmd: list[str], cwd: Path, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -50,13 +52,23 @@ def workspace(tmp_path_factory, request):
     params["align"]["workers"] = 1
     params["shard"]["maxcount"] = 8
     params["report"]["faces_per_split"] = 8
+    params["pretrain"].update(FIT)
+    params["train"].update(FIT)
+    params["evaluate"].update({"n_pairs": 40, "folds": 4})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / "data" / "verification").mkdir(parents=True)
+    (root / "data" / "verification" / "README.md").write_text("verification sets\n")
     env = {**os.environ, "PREFECT_HOME": str(root / ".faceops" / "prefect"), "OMP_NUM_THREADS": "1"}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
     _sh(["git", "init", "-q"], root, env)
     _sh([sys.executable, "-m", "dvc", "init", "-q"], root, env)
     _sh([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], root, env)
     return root, env
+
+
+def _ran(stdout: str) -> set[str]:
+    """Stages the run table marks as ran ("yes")."""
+    return {m.group(1) for m in re.finditer(r"│\s*(\w+)\s*│\s*yes\s*│", stdout)}
 
 
 def _faceops(args: list[str], root: Path, env: dict) -> subprocess.CompletedProcess:
@@ -67,6 +79,7 @@ def test_first_run_goes_through_prefect_and_builds_everything(workspace):
     root, env = workspace
     result = _faceops(["run"], root, env)
     assert "pipeline finished" in result.stdout, result.stdout + result.stderr
+    assert _ran(result.stdout) == {"sample", "ingest", "align", "shard", "pretrain", "train", "evaluate", "report"}
     index = yaml.safe_load((root / "data/shards/sample/index.json").read_text())
     n = TINY["identities"] * TINY["images_per_identity"]
     assert index["samples"] == n
@@ -91,16 +104,21 @@ def test_second_run_is_a_noop_without_prefect(workspace):
 def test_param_change_reruns_only_downstream(workspace):
     root, env = workspace
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["shard"]["maxcount"] = 5
+    params["evaluate"]["n_pairs"] = 30
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert set(stale_stages(root)) == {"shard", "report"}
-    aligned_before = _digests(root / "data/aligned")
+    assert set(stale_stages(root)) == {"evaluate"}
+    models_before = _digests(root / "models")
     result = _faceops(["run"], root, env)
-    assert "pipeline finished" in result.stdout
-    assert _digests(root / "data/aligned") == aligned_before
+    assert _ran(result.stdout) == {"evaluate", "report"}, result.stdout
+    assert _digests(root / "models") == models_before
     assert stale_stages(root) == {}
-    index = yaml.safe_load((root / "data/shards/sample/index.json").read_text())
-    assert all(len(s["shards"]) == -(-s["samples"] // 5) for s in index["splits"].values())
+
+
+def test_first_run_evaluates_the_trained_model(workspace):
+    root, _ = workspace
+    metrics = yaml.safe_load((root / "metrics/evaluate.json").read_text())
+    assert 0.0 <= metrics["sample/expr/acc"] <= 1.0
+    assert (root / "models/swinface/model.pt").is_file()
 
 
 def test_killed_shard_stage_rerun_gives_identical_bytes(workspace):

@@ -93,3 +93,20 @@ def test_atomic_directory_cleans_staging_left_by_a_killed_run(tmp_path):
     with atomic_directory(tmp_path / "out") as staging:
         (staging / "ok").write_text("y")
     assert not stale.exists()
+
+
+def test_sweep_staging_removes_leftovers_beside_dvc_outputs(tmp_path):
+    import subprocess
+    import sys
+
+    from flows.workspace import sweep_staging
+
+    (tmp_path / "dvc.yaml").write_text("stages:\n  s:\n    cmd: echo\n    outs:\n      - data/out\n")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    leftover = tmp_path / "data" / ".tmp-out-1234abcd"
+    leftover.mkdir(parents=True)
+    unrelated = tmp_path / "data" / ".tmp-other-1234abcd"
+    unrelated.mkdir()
+    assert sweep_staging(tmp_path) == [leftover]
+    assert not leftover.exists() and unrelated.exists()

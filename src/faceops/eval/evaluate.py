@@ -102,7 +102,7 @@ def verification_pairs(
     """
     names = sorted({g for g in groups if g is not None})
     if not names or any(g is None for g in groups):
-        return make_pairs(identities, n_pairs=_feasible(identities, n_pairs), seed=seed)
+        return _global_pairs(identities, n_pairs=n_pairs, seed=seed)
     parts = []
     for i, group in enumerate(names):
         members = np.flatnonzero(np.asarray([g == group for g in groups]))
@@ -113,8 +113,17 @@ def verification_pairs(
         a, b, same = make_pairs(ids, n_pairs=want, seed=seed + i)
         parts.append((members[a], members[b], same))
     if not parts:
-        return make_pairs(identities, n_pairs=_feasible(identities, n_pairs), seed=seed)
+        return _global_pairs(identities, n_pairs=n_pairs, seed=seed)
     return tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
+
+
+def _global_pairs(identities: Sequence[str], *, n_pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs over all identities; empty arrays when the set allows no genuine+impostor pair."""
+    want = _feasible(identities, n_pairs)
+    if want < 2:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, bool)
+    return make_pairs(identities, n_pairs=want, seed=seed)
 
 
 def _feasible(identities: Sequence[str], wanted: int) -> int:
@@ -129,8 +138,33 @@ def _labels(metas: Sequence[Mapping], key: str) -> list:
     return [m.get(key) for m in metas]
 
 
+def _verification(
+    embeddings: np.ndarray, identities: list, groups: list, *, n_pairs: int, seed: int, folds: int
+) -> tuple[dict, list[dict]] | None:
+    """Verification (and per-group verification) metrics plus ROC rows; None when pairs are impossible."""
+    labelled = np.asarray([i for i, ident in enumerate(identities) if ident is not None], np.int64)
+    if len(labelled) < 4:
+        return None
+    a, b, same = verification_pairs([identities[i] for i in labelled], [groups[i] for i in labelled],
+                                    n_pairs=n_pairs, seed=seed)  # fmt: skip
+    if len(same) < 4:
+        return None
+    a, b = labelled[a], labelled[b]
+    scores = cosine_scores(embeddings, a, b)
+    metrics = verification_metrics(scores, same, folds=min(folds, len(scores) // 2))
+    if any(g is not None for g in groups):
+        metrics.update(group_verification_metrics(scores, same, a, b, groups, folds=min(folds, 5)))
+    fpr, tpr, thr = roc(scores, same)
+    rows = [{"fpr": float(f), "tpr": float(t), "threshold": float(h)}
+            for f, t, h in zip(fpr, tpr, np.nan_to_num(thr, posinf=1.0), strict=True)]  # fmt: skip
+    return metrics, rows
+
+
 def score_predictions(pred: Predictions, *, n_pairs: int, seed: int, folds: int = 10) -> tuple[dict, dict]:
     """All metrics the labels allow, plus plot data.
+
+    Verification needs at least 4 labelled samples and 4 feasible pairs (two identities, one with
+    two images); with fewer, its keys are absent rather than made up.
 
     Returns:
         ``(metrics, plots)``: flat metrics (``verif/*``, ``expr/*``, ``age/*``, ``attr/*``, ``gender/*``,
@@ -141,19 +175,10 @@ def score_predictions(pred: Predictions, *, n_pairs: int, seed: int, folds: int 
     groups = _labels(metas, "group")
     parts: list[dict] = []
     plots: dict[str, list] = {}
-    labelled = [i for i, ident in enumerate(identities) if ident is not None]
-    if len(labelled) >= 4:
-        ids = [identities[i] for i in labelled]
-        grp = [groups[i] for i in labelled]
-        a, b, same = verification_pairs(ids, grp, n_pairs=n_pairs, seed=seed)
-        a, b = np.asarray(labelled)[a], np.asarray(labelled)[b]
-        scores = cosine_scores(pred.embeddings, a, b)
-        parts.append(verification_metrics(scores, same, folds=min(folds, len(scores) // 2)))
-        fpr, tpr, thr = roc(scores, same)
-        plots["roc"] = [{"fpr": float(f), "tpr": float(t), "threshold": float(h)}
-                        for f, t, h in zip(fpr, tpr, np.nan_to_num(thr, posinf=1.0), strict=True)]  # fmt: skip
-        if any(g is not None for g in groups):
-            parts.append(group_verification_metrics(scores, same, a, b, groups, folds=min(folds, 5)))
+    verification = _verification(pred.embeddings, identities, groups, n_pairs=n_pairs, seed=seed, folds=folds)
+    if verification is not None:
+        metrics, plots["roc"] = verification
+        parts.append(metrics)
     outputs = pred.outputs
     if "Expression" in outputs:
         expressions = _labels(metas, "expression")

@@ -13,15 +13,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_directory"]
+__all__ = ["atomic_directory", "remove_stale_staging"]
 
 _STAGING_PREFIX = ".tmp-"
 
 
-def _remove_stale_staging(final: Path) -> None:
-    """Delete staging directories that a killed earlier run left beside ``final``."""
-    for stale in final.parent.glob(f"{_STAGING_PREFIX}{final.name}-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+def remove_stale_staging(final: str | Path) -> list[Path]:
+    """Delete staging directories that a killed earlier run left beside ``final``.
+
+    Only call it when no writer of ``final`` can be running (the workspace lock guarantees that).
+
+    Returns:
+        The directories removed.
+    """
+    final = Path(final)
+    stale = sorted(final.parent.glob(f"{_STAGING_PREFIX}{final.name}-*"))
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 @contextmanager
@@ -39,7 +48,7 @@ def atomic_directory(final: str | Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_staging(final)
+    remove_stale_staging(final)
     staging = final.parent / f"{_STAGING_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
