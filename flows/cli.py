@@ -249,5 +249,46 @@ def report(root: RootOption = None) -> None:
         console.print(f"contact sheet: {sheet.relative_to(workspace)}")
 
 
+@app.command()
+def plots(
+    match: Annotated[Optional[list[str]], typer.Option("--match", "-m", help="render plots whose name contains this")] = None,
+    out: Annotated[Path, typer.Option(help="folder for the PNGs (relative to the workspace)")] = Path("plots/rendered"),
+    root: RootOption = None,
+) -> None:
+    """Render DVC plots (training curves, ROC, confusion) to PNG offline.
+
+    `dvc plots show` writes HTML that loads vega from a CDN; this asks DVC for the vega-lite specs
+    (`dvc plots show --json`) and renders them locally with vl-convert.
+    """
+    import json
+    import re
+    import subprocess
+
+    try:
+        import vl_convert
+    except ImportError:
+        _fail("rendering needs vl-convert-python: pip install 'faceops[plots]'")
+    workspace = _workspace(root)
+    patterns = match or ["loss/total", "ROC", "confusion"]
+    shown = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=workspace,
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    if shown.returncode != 0:
+        _fail(f"dvc plots show failed:\n{shown.stderr[-2000:]}")
+    target = workspace / out
+    target.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for name, entries in sorted(json.loads(shown.stdout).get("data", {}).items()):
+        if not any(p in name for p in patterns):
+            continue
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get("type") == "vega":
+                png = target / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") + ".png")
+                png.write_bytes(vl_convert.vegalite_to_png(entry["content"]))
+                console.print(f"{name} -> {png.relative_to(workspace)}")
+                written += 1
+    if not written:
+        _fail(f"no plot matched {patterns}: run `faceops run` first, or pass --match")
+
+
 if __name__ == "__main__":
     app()

@@ -139,3 +139,11 @@ def test_killed_shard_stage_rerun_gives_identical_bytes(workspace):
     assert _digests(root / "data/shards") == before
     assert not list((root / "data").glob(".tmp-*"))
     assert stale_stages(root) == {}
+
+
+def test_plots_render_offline_to_png(workspace):
+    root, env = workspace
+    _faceops(["plots"], root, env)
+    pngs = sorted((root / "plots" / "rendered").glob("*.png"))
+    assert any("loss_total" in p.name for p in pngs), pngs
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
