@@ -1,0 +1,94 @@
+"""Face clustering: kNN graphs, linkage-GCN pseudo-labels, baselines and metrics.
+
+Entry points:
+- ``train_linkage_gcn(features, labels, ...) -> LinkageGCN`` on a labelled source;
+- ``cluster(features, method=..., **params) -> labels [N]`` for every method (``METHODS``);
+- ``gcn_links`` + ``propagate`` + ``pseudo_label_confidence`` when the caller also wants per-sample
+  confidence for pseudo-labels;
+- ``clustering_scores(gt, pred)`` for metrics JSON.
+faiss is optional at import time: only the faiss kNN backends need it (``pip install faceops[cpu]``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from faceops.cluster.baselines import agglomerative, hdbscan_labels, threshold_cc
+from faceops.cluster.gcn import LinkageGCN, build_ips, predict_links, train_linkage_gcn
+from faceops.cluster.knn import knn
+from faceops.cluster.metrics import bcubed, clustering_scores, nmi, pairwise
+from faceops.cluster.propagate import merge_duplicate_edges, propagate
+from faceops.cluster.synthetic import make_identities
+
+__all__ = [
+    "METHODS", "LinkageGCN", "agglomerative", "bcubed", "build_ips", "cluster", "cluster_gcn", "clustering_scores",
+    "gcn_links", "hdbscan_labels", "knn", "make_identities", "merge_duplicate_edges", "nmi", "pairwise",
+    "predict_links", "propagate", "pseudo_label_confidence", "threshold_cc", "train_linkage_gcn",
+]
+
+METHODS = ("gcn", "threshold", "hdbscan", "agglomerative")
+
+
+def gcn_links(
+    features: np.ndarray, model: LinkageGCN, *, k1: int = 10, k2: int = 3, u: int = 3,
+    knn_graph: tuple[np.ndarray, np.ndarray] | None = None, batch_size: int = 2048, **knn_kwargs,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Undirected scored edges [U, 2], [U] from the GCN, duplicate (i, j)/(j, i) scores averaged.
+
+    ``knn_graph`` reuses a precomputed (neighbours, similarities); otherwise ``knn`` runs with
+    ``knn_kwargs`` (index, nprobe, device, ...).
+    """
+    nbrs = knn_graph[0] if knn_graph is not None else knn(features, max(k1, k2, u), **knn_kwargs)[0]
+    edges, scores = predict_links(model, features, nbrs, k1=k1, k2=k2, u=u, batch_size=batch_size)
+    return merge_duplicate_edges(edges, scores)
+
+
+def cluster_gcn(
+    features: np.ndarray, *, model: LinkageGCN, k1: int = 10, k2: int = 3, u: int = 3,
+    max_size: int = 300, min_score: float = 0.5, step: float = 0.6, **link_kwargs,
+) -> np.ndarray:
+    """GCN edge scores -> size-capped propagation (``propagate``) -> labels [N]."""
+    edges, scores = gcn_links(features, model, k1=k1, k2=k2, u=u, **link_kwargs)
+    return propagate(len(features), edges, scores, max_size=max_size, min_score=min_score, step=step)
+
+
+def cluster(features: np.ndarray, method: str = "gcn", **params) -> np.ndarray:
+    """Cluster L2-normalised embeddings [N, D] -> labels [N] int64.
+
+    Args:
+        features: [N, D] embeddings.
+        method: ``"gcn"`` (needs ``model=``; see ``cluster_gcn``), ``"threshold"`` (``threshold_cc``),
+            ``"hdbscan"`` (``hdbscan_labels``) or ``"agglomerative"`` (``agglomerative``).
+        params: keyword arguments of the chosen function.
+    """
+    fns = {"gcn": cluster_gcn, "threshold": threshold_cc, "hdbscan": hdbscan_labels, "agglomerative": agglomerative}
+    if method not in fns:
+        raise ValueError(f"unknown clustering method {method!r}; expected one of {METHODS}")
+    if method == "gcn" and "model" not in params:
+        raise ValueError("method='gcn' needs model=<LinkageGCN from train_linkage_gcn>")
+    return fns[method](np.asarray(features, dtype=np.float32), **params)
+
+
+def pseudo_label_confidence(labels: np.ndarray, edges: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per-sample confidence in its pseudo-label: mean score of its edges that stay inside its cluster.
+
+    Samples with no such edge (singletons, or members joined only through others) get 0, so a
+    consumer can threshold or weight pseudo-labels without another model.
+
+    Args:
+        labels: [N] cluster labels.
+        edges: [E, 2] undirected edges (``gcn_links``).
+        scores: [E] their scores.
+
+    Returns:
+        confidence [N] float32 in [0, 1] for probability scores.
+    """
+    labels = np.asarray(labels)
+    e = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    inside = labels[e[:, 0]] == labels[e[:, 1]]
+    ends = e[inside].ravel()
+    w = np.repeat(s[inside], 2)
+    total = np.bincount(ends, weights=w, minlength=len(labels))
+    count = np.bincount(ends, minlength=len(labels))
+    return np.divide(total, count, out=np.zeros(len(labels)), where=count > 0).astype(np.float32)
