@@ -19,7 +19,7 @@ from faceops.io.insightface import load_verification_bin
 from faceops.io.jsonl import atomic_write_text
 from faceops.train.batch import normalize_images
 from faceops.train.export import load_trained_model
-from stages._common import console, params_or_exit, parse_args, print_counts, write_metrics
+from stages._common import params_or_exit, parse_args, print_counts, write_metrics
 
 
 def _bin_metrics(model: torch.nn.Module, path: Path, *, batch_size: int, folds: int) -> dict[str, float]:
