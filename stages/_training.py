@@ -1,12 +1,12 @@
-"""What the `pretrain` and `train` stages share: build a run from its params section, resume it from
-its fingerprinted checkpoint folder, log every step to dvclive, export the model, write metrics.
+"""What the `pretrain` and `train` stages share: the run's file side. ``faceops.train.build_training``
+assembles the run; here it resumes from its fingerprinted folder under ``ckpt``, logs every step to
+dvclive and a progress bar, exports ``out/model.pt`` and writes metrics.
 
 Run with ``python -m stages.<stage>`` (one process) or ``torchrun --nproc_per_node N -m stages.<stage>``.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import time
@@ -21,12 +21,8 @@ from faceops.data.loader import split_urls
 from faceops.io.atomic import atomic_directory
 from faceops.io.checkpoint import MODEL_FILE, RESUME_FILE, load_checkpoint, save_checkpoint
 from faceops.io.layout import SHARD_INDEX
-from faceops.losses import MarginSoftmax, SwinFaceLoss
-from faceops.models import create_model, param_groups
-from faceops.train import (
-    MixedBatches, batch_counts, close_distributed, fit, init_backbone, init_distributed, init_head_bias,
-    label_stats, make_scheduler, model_record, run_fingerprint, summarize, to_targets,
-)  # fmt: skip
+from faceops.train import build_training, close_distributed, fit, init_distributed, model_record, run_fingerprint
+from faceops.train import summarize
 from stages._common import console, progress_bar, write_metrics
 
 
@@ -40,8 +36,15 @@ class _FileLive(Live):
     def _init_dvc(self) -> None:
         self._dvc_file = None
 
+    def log_step(self, step: int, values: dict[str, float]) -> None:
+        """Record one ``fit`` log entry (the signature of ``fit``'s ``log``) and refresh metrics.json."""
+        self.step = step
+        for key, value in values.items():
+            self.log_metric(key, value)
+        self.make_summary()
 
-def open_live(path: Path) -> Live:
+
+def open_live(path: Path) -> _FileLive:
     """A dvclive logger writing ``path/plots/metrics/...`` and ``path/metrics.json`` (no dvc.yaml, no exp)."""
     return _FileLive(dir=str(path), resume=False, save_dvc_exp=False, dvcyaml=None)
 
@@ -55,59 +58,27 @@ def run_training(
     try:
         if dist.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
-        urls = {s.name: split_urls(shards / s.name, "train") for s in cfg.sources}
-        stats = label_stats([u for source_urls in urls.values() for u in source_urls])
-        identities = stats.identities
-        torch.manual_seed(seed)
-        model = create_model(cfg.model)
-        if not identities and not model.head_specs:
-            raise ValueError(f"{stage}: the train splits of {sorted(urls)} hold no identity label; "
-                             f"{cfg.model} learns recognition only, so list sources with identities")  # fmt: skip
-        if init is not None:
-            init_backbone(model, init)
-        if stats.age_mean is not None and any(h.name == "Age" for h in model.head_specs):
-            init_head_bias(model, "Age", stats.age_mean)
-        margin = MarginSoftmax(
-            len(identities), model.num_features, s=cfg.margin_scale, m_cos=cfg.margin_cos,
-            sample_rate=cfg.sample_rate, seed=seed,
-        ) if identities else None  # fmt: skip
-        loss_fn = SwinFaceLoss(margin, model.head_specs).to(dist.device)
-        model.to(dist.device)
-        groups = param_groups(model, cfg.lr, backbone_lr_scale=cfg.backbone_lr_scale, weight_decay=cfg.weight_decay,
-                              extra_head_modules=[loss_fn])  # fmt: skip
-        optimizer = torch.optim.AdamW(groups)
-        scheduler = make_scheduler(optimizer, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps,
-                                   final_ratio=cfg.final_lr_ratio)  # fmt: skip
-        classes = {name: i for i, name in enumerate(identities)} if identities else None
-        batches = MixedBatches(
-            urls, batch_counts({s.name: s.share for s in cfg.sources}, cfg.batch_size),
-            encode=functools.partial(to_targets, heads=model.head_specs, identity_to_class=classes), seed=seed,
-            shuffle_buffer=cfg.shuffle_buffer, num_workers=cfg.num_workers, hflip=cfg.hflip,
-            pin_memory=dist.device.type == "cuda",
+        run = build_training(
+            cfg.model, shard_urls={s.name: split_urls(shards / s.name, "train") for s in cfg.sources},
+            shares={s.name: s.share for s in cfg.sources}, batch_size=cfg.batch_size, lr=cfg.lr,
+            weight_decay=cfg.weight_decay, backbone_lr_scale=cfg.backbone_lr_scale, warmup_steps=cfg.warmup_steps,
+            steps=cfg.steps, final_lr_ratio=cfg.final_lr_ratio, margin_scale=cfg.margin_scale,
+            margin_cos=cfg.margin_cos, sample_rate=cfg.sample_rate, hflip=cfg.hflip, shuffle_buffer=cfg.shuffle_buffer,
+            num_workers=cfg.num_workers, seed=seed, device=dist.device, init=init,
         )  # fmt: skip
         section = cfg.model_dump(mode="json")
         indexes = [(shards / s.name / SHARD_INDEX).read_bytes() for s in cfg.sources]
-        run_dir = ckpt / run_fingerprint(stage, section, seed, dist.world_size, init_id, *indexes)
-        resume = load_checkpoint(run_dir / RESUME_FILE, kind="resume") if (run_dir / RESUME_FILE).is_file() else None
-        about = {"model_name": cfg.model, "model_args": {}, "params": section, "identities": identities, "seed": seed}
-
-        def save(state: dict) -> None:
-            save_checkpoint(run_dir / RESUME_FILE, {**state, **about}, kind="resume")
-
+        resume_file = ckpt / run_fingerprint(stage, section, seed, dist.world_size, init_id, *indexes) / RESUME_FILE
+        resume = load_checkpoint(resume_file, kind="resume") if resume_file.is_file() else None
+        about = {"model_name": cfg.model, "model_args": {}, "params": section, "identities": run.identities,
+                 "seed": seed}  # fmt: skip
         start = int(resume["step"]) if resume else 0
         with ExitStack() as stack:
             hooks, log = [], None
             if dist.is_main:
                 if resume:
-                    console.print(f"{stage}: resuming from step {start} ({run_dir})")
-                logger = stack.enter_context(open_live(live))
-
-                def log(step: int, values: dict[str, float]) -> None:
-                    logger.step = step
-                    for key, value in values.items():
-                        logger.log_metric(key, value)
-                    logger.make_summary()
-
+                    console.print(f"{stage}: resuming from step {start} ({resume_file.parent})")
+                log = stack.enter_context(open_live(live)).log_step
                 for step, values in resume["history"] if resume else []:
                     log(step, values)
                 advance = stack.enter_context(progress_bar(stage, cfg.steps, "steps"))
@@ -115,19 +86,20 @@ def run_training(
                 hooks.append(lambda info: advance(1))
             began = time.perf_counter()
             result = fit(
-                model, loss_fn, optimizer, scheduler, batches, steps=cfg.steps, seed=seed, device=dist.device,
-                precision=cfg.precision, grad_clip=cfg.grad_clip, log=log, log_every=cfg.log_every, save=save,
-                checkpoint_every=cfg.checkpoint_every, resume=resume, hooks=hooks,
+                run.model, run.loss_fn, run.optimizer, run.scheduler, run.batches, steps=cfg.steps, seed=seed,
+                device=dist.device, precision=cfg.precision, grad_clip=cfg.grad_clip, log=log,
+                log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, resume=resume, hooks=hooks,
+                save=lambda state: save_checkpoint(resume_file, {**state, **about}, kind="resume"),
             )  # fmt: skip
             seconds = time.perf_counter() - began
         if dist.is_main:
-            record = model_record(model, cfg.model, {}, identities=identities, step=result.step, params=section,
-                                  init="pretrain" if init is not None else "scratch")  # fmt: skip
+            record = model_record(run.model, cfg.model, {}, identities=run.identities, step=result.step,
+                                  params=section, init="pretrain" if init is not None else "scratch")  # fmt: skip
             with atomic_directory(out) as staging:
                 save_checkpoint(staging / MODEL_FILE, record, kind="model")
             final = {k: v for k, v in summarize(result.history).items() if k.startswith("loss/")}
-            write_metrics(metrics, {**final, "steps": result.step, "identities": len(identities)})
-            shutil.rmtree(run_dir, ignore_errors=True)
+            write_metrics(metrics, {**final, "steps": result.step, "identities": len(run.identities)})
+            shutil.rmtree(resume_file.parent, ignore_errors=True)
             rate = (result.step - start) * cfg.batch_size * dist.world_size / max(seconds, 1e-9)
             console.print(f"{stage}: {result.step} steps, loss {final.get('loss/total', float('nan')):.4f}, "
                           f"{rate:.1f} images/s -> {out / MODEL_FILE}")  # fmt: skip

@@ -19,13 +19,12 @@ from faceops.data.loader import split_urls
 from faceops.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from faceops.io.shards import ShardSample, write_index, write_shards
 from faceops.labels import sample_id
-from faceops.losses import MarginSoftmax, SwinFaceLoss
 from faceops.models import create_model, param_groups
 from faceops.models.tasks import head_by_name
 from faceops.train import (
-    IMAGE_MEAN, IMAGE_STD, MixedBatches, batch_counts, close_distributed, fit, flip_images, init_backbone,
-    init_distributed, label_stats, load_trained_model, make_scheduler, model_record, normalize_images, summarize,
-    to_targets, warmup_cosine,
+    IMAGE_MEAN, IMAGE_STD, TrainingRun, batch_counts, build_training, close_distributed, fit, flip_images,
+    init_backbone, init_distributed, label_stats, load_trained_model, make_scheduler, model_record,
+    normalize_images, summarize, to_targets, warmup_cosine,
 )  # fmt: skip
 
 TINY = {"mlff_width": 16}  # swinface_tiny with 16-wide fusion: same structure, ~4x cheaper subnets
@@ -74,23 +73,16 @@ def shards(tmp_path_factory) -> Path:
     return root
 
 
-def _setup(shards: Path, *, model_name: str = "swinface_tiny", sources=(("blobs", 1.0),), batch: int = 8,
-           steps: int = 10, lr: float = 2e-3, seed: int = 0, rank=None, world_size=None):  # fmt: skip
-    """Model, loss, AdamW, schedule and batch stream, built the way the training stages build them."""
-    urls = {name: split_urls(shards / name, "train") for name, _ in sources}
-    stats = label_stats([u for us in urls.values() for u in us])
-    torch.manual_seed(seed)
-    model = create_model(model_name, **TINY)
-    margin = MarginSoftmax(len(stats.identities), model.num_features, s=16.0, m_cos=0.2, seed=seed)
-    loss_fn = SwinFaceLoss(margin, model.head_specs)
-    optimizer = torch.optim.AdamW(param_groups(model, lr, weight_decay=0.05, extra_head_modules=[loss_fn]))
-    scheduler = make_scheduler(optimizer, warmup_steps=2, total_steps=steps, final_ratio=0.1)
-    classes = {name: i for i, name in enumerate(stats.identities)}
-    batches = MixedBatches(
-        urls, batch_counts(dict(sources), batch), seed=seed, shuffle_buffer=8, hflip=0.5, rank=rank,
-        world_size=world_size, encode=functools.partial(to_targets, heads=model.head_specs, identity_to_class=classes),
+def _build(shards: Path, *, model_name: str = "swinface_tiny", sources=(("blobs", 1.0),), batch: int = 8,
+           steps: int = 10, lr: float = 2e-3, seed: int = 0, **overrides) -> TrainingRun:  # fmt: skip
+    """A training run as the stages build it, on the test shards with small, test-friendly settings."""
+    kwargs = dict(
+        shard_urls={name: split_urls(shards / name, "train") for name, _ in sources}, shares=dict(sources),
+        batch_size=batch, lr=lr, weight_decay=0.05, backbone_lr_scale=0.1, warmup_steps=2, steps=steps,
+        final_lr_ratio=0.1, margin_scale=16.0, margin_cos=0.2, sample_rate=1.0, hflip=0.5, shuffle_buffer=8,
+        num_workers=0, seed=seed, model_args=TINY,
     )  # fmt: skip
-    return model, loss_fn, optimizer, scheduler, batches
+    return build_training(model_name, **{**kwargs, **overrides})
 
 
 # ---- schedule -------------------------------------------------------------------------------------
@@ -187,27 +179,76 @@ def test_batch_counts_use_largest_remainder():
 
 
 def test_every_batch_has_each_source_share_and_missing_labels_masked(shards):
-    model, loss_fn, *_, batches = _setup(shards, sources=(("blobs", 0.75), ("expr", 0.25)), batch=8)
+    run = _build(shards, sources=(("blobs", 0.75), ("expr", 0.25)), batch=8)
     for _ in range(6):  # crosses an epoch of "blobs" (32 samples = 5 full slices of 6)
-        batch = next(batches)
+        batch = next(run.batches)
         assert Counter(batch.sources) == {"blobs": 6, "expr": 2} and batch.images.shape == (8, 3, 112, 112)
         is_expr = torch.tensor([s == "expr" for s in batch.sources])
         assert not batch.masks["identity"][is_expr].any() and batch.masks["identity"][~is_expr].all()
         assert batch.masks["expression"][is_expr].all() and not batch.masks["expression"][~is_expr].any()
-    total, parts = loss_fn(model(normalize_images(batch.images)), batch.targets, batch.masks, progress=0.0)
+    total, parts = run.loss_fn(run.model(normalize_images(batch.images)), batch.targets, batch.masks, progress=0.0)
     assert torch.isfinite(total) and parts["Expression"] > 0 and parts["Recognition"] > 0
 
 
 def test_stream_restarts_epochs_and_resumes_mid_epoch(shards):
-    *_, batches = _setup(shards, batch=8)  # 32 samples: an epoch is 4 batches
+    batches = _build(shards, batch=8).batches  # 32 samples: an epoch is 4 batches
     for _ in range(6):
         next(batches)
     state = batches.state_dict()
     assert state["sources"]["blobs"] == {"epoch": 1, "position": 2}
     expected = [next(batches).keys for _ in range(3)]
-    *_, again = _setup(shards, batch=8)
+    again = _build(shards, batch=8).batches
     again.load_state_dict(state)
     assert [next(again).keys for _ in range(3)] == expected
+
+
+# ---- assembling a run -----------------------------------------------------------------------------------
+
+
+def test_build_training_gives_the_configured_parts(shards):
+    run = _build(shards, sources=(("blobs", 0.75), ("expr", 0.25)), lr=1e-3, steps=10, backbone_lr_scale=0.2)
+    assert run.identities == [f"blobs/p{i}" for i in range(N_IDS)]
+    groups = {g["name"]: g for g in run.optimizer.param_groups}
+    grouped = [id(p) for g in groups.values() for p in g["params"]]
+    assert len(grouped) == len(set(grouped))  # no parameter trained twice
+    assert set(grouped) == {id(p) for p in [*run.model.parameters(), *run.loss_fn.parameters()] if p.requires_grad}
+    assert {id(p) for p in run.loss_fn.parameters()} <= {id(p) for p in groups["heads"]["params"]}
+    assert all(g["weight_decay"] == 0.05 for g in groups.values())
+    schedule = dict(warmup_steps=2, total_steps=10, final_ratio=0.1)
+    for step in range(4):  # two warm-up steps, then the cosine
+        factor = warmup_cosine(step, **schedule)
+        assert groups["heads"]["lr"] == pytest.approx(1e-3 * factor)
+        assert groups["backbone"]["lr"] == pytest.approx(2e-4 * factor)
+        run.optimizer.step()  # no gradients yet: only the schedule moves
+        run.scheduler.step()
+    age = [m for name, m in run.model.named_modules() if name.endswith("heads.Age")][0]
+    assert age.bias.item() == pytest.approx(np.mean([20.0 + 10 * i for i in range(N_IDS)]))
+    batch = next(run.batches)
+    assert Counter(batch.sources) == {"blobs": 6, "expr": 2}
+    person = {sample_id("blobs", f"{i}/{j}.jpg"): i for i in range(N_IDS) for j in range(PER_ID)}
+    has_id = batch.masks["identity"]
+    assert batch.targets["identity"][has_id].tolist() == [person[k] for k, m in zip(batch.keys, has_id) if m]
+
+
+def test_two_builds_with_the_same_seed_start_identical(shards):
+    a, b, other = _build(shards, seed=5), _build(shards, seed=5), _build(shards, seed=6)
+
+    def state(run):
+        return {**run.model.state_dict(), **{f"loss.{k}": v for k, v in run.loss_fn.state_dict().items()}}
+
+    assert all(torch.equal(v, state(b)[k]) for k, v in state(a).items())
+    assert not all(torch.equal(v, state(other)[k]) for k, v in state(a).items())
+    assert next(a.batches).keys == next(b.batches).keys
+
+
+def test_build_training_starts_from_a_pretrained_backbone_and_needs_identities(shards):
+    torch.manual_seed(1)
+    pretrained = create_model("swinface_tiny_rec")
+    run = _build(shards, init={"model_name": "swinface_tiny_rec", "state_dict": pretrained.state_dict()})
+    state = run.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in pretrained.state_dict().items())
+    with pytest.raises(ValueError, match="no identity label"):
+        _build(shards, model_name="swinface_tiny_rec", sources=(("expr", 1.0),))
 
 
 # ---- fit: exact resume, learning, DDP ------------------------------------------------------------------
@@ -229,11 +270,11 @@ def test_resumed_run_ends_with_identical_weights(shards, tmp_path):
     steps, path = 9, tmp_path / "last.pt"
 
     def run(resume=None, hooks=()):
-        model, loss_fn, optimizer, scheduler, batches = _setup(shards, steps=steps, batch=4)
+        r = _build(shards, steps=steps, batch=4)
         save = functools.partial(save_checkpoint, path, kind="resume")
-        result = fit(model, loss_fn, optimizer, scheduler, batches, steps=steps, seed=3, grad_clip=1.0, save=save,
-                     checkpoint_every=3, resume=resume, hooks=hooks, log_every=2)  # fmt: skip
-        return model, loss_fn, result
+        result = fit(r.model, r.loss_fn, r.optimizer, r.scheduler, r.batches, steps=steps, seed=3, grad_clip=1.0,
+                     save=save, checkpoint_every=3, resume=resume, hooks=hooks, log_every=2)  # fmt: skip
+        return r.model, r.loss_fn, result
 
     model_a, loss_a, result_a = run()
     with pytest.raises(_Killed):
@@ -249,8 +290,8 @@ def test_resumed_run_ends_with_identical_weights(shards, tmp_path):
 
 def test_a_few_dozen_steps_clearly_reduce_the_loss(shards):
     steps = 30
-    model, loss_fn, optimizer, scheduler, batches = _setup(shards, model_name="swinface_tiny_rec", steps=steps)
-    result = fit(model, loss_fn, optimizer, scheduler, batches, steps=steps, seed=0, grad_clip=5.0)
+    r = _build(shards, model_name="swinface_tiny_rec", steps=steps)
+    result = fit(r.model, r.loss_fn, r.optimizer, r.scheduler, r.batches, steps=steps, seed=0, grad_clip=5.0)
     losses = [entry["loss/total"] for _, entry in result.history]
     start, end = np.mean(losses[:3]), np.mean(losses[-3:])
     print(f"loss {start:.3f} -> {end:.3f}")
@@ -265,11 +306,11 @@ def _ddp_worker(rank: int, world_size: int, port: int, shards: Path, out: Path) 
     info = init_distributed(env, use_cuda=False)
     try:
         steps, keys = 3, []
-        model, loss_fn, optimizer, scheduler, batches = _setup(shards, steps=steps, batch=4)
-        fit(model, loss_fn, optimizer, scheduler, batches, steps=steps, seed=0, grad_clip=1.0,
+        r = _build(shards, steps=steps, batch=4)
+        fit(r.model, r.loss_fn, r.optimizer, r.scheduler, r.batches, steps=steps, seed=0, grad_clip=1.0,
             hooks=[lambda info: keys.extend(info.keys)])  # fmt: skip
-        params = {k: v for k, v in model.named_parameters()}
-        params.update({f"loss.{k}": v for k, v in loss_fn.named_parameters()})
+        params = {k: v for k, v in r.model.named_parameters()}
+        params.update({f"loss.{k}": v for k, v in r.loss_fn.named_parameters()})
         torch.save({k: v.detach() for k, v in params.items()}, out / f"rank{info.rank}.pt")
         (out / f"rank{info.rank}.json").write_text(json.dumps(keys))
     finally:

@@ -2,8 +2,9 @@
 
 Modules: ``batch`` (normalisation, label scan, targets + masks, flips), ``mixing`` (multi-source
 batches), ``schedule`` (warm-up + cosine), ``distributed`` (torchrun/DDP), ``loop`` (``fit``),
-``export`` (model records, initialisation, run fingerprints). Checkpoint files live in
-``faceops.io.checkpoint``. Nothing here reads params.yaml or imports a logging library.
+``export`` (model records, initialisation, run fingerprints), ``run`` (assembling a run's parts).
+Checkpoint files live in ``faceops.io.checkpoint``. Nothing here reads params.yaml or imports a
+logging library.
 """
 
 from faceops.train.batch import (
@@ -15,6 +16,7 @@ from faceops.train.export import (
 )  # fmt: skip
 from faceops.train.loop import FitResult, StepInfo, fit, summarize
 from faceops.train.mixing import Batch, MixedBatches, batch_counts
+from faceops.train.run import TrainingRun, build_training
 from faceops.train.schedule import make_scheduler, warmup_cosine
 
 __all__ = [
@@ -26,4 +28,5 @@ __all__ = [
     "fit", "StepInfo", "FitResult", "summarize",
     "model_record", "disabled_record", "build_model", "load_trained_model", "init_backbone", "init_head_bias",
     "run_fingerprint",
+    "TrainingRun", "build_training",
 ]  # fmt: skip
