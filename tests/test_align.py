@@ -521,3 +521,34 @@ def test_mtcnn_coordinates_are_zero_based() -> None:
                     offsets.append((face.landmarks[:, 0] + back[:, 0] - (width - 1)) / 2)
     assert len(offsets) >= 8
     assert abs(np.mean(offsets)) < 0.3, f"mean x offset {np.mean(offsets):.2f} px"
+
+
+# ---- loose crops for the keypoint networks ---------------------------------------------------------
+
+
+def test_crop_roundtrip_is_exact_and_centres_the_points():
+    from faceops.align.crop import crop_matrix, from_crop, to_crop, warp_crop
+
+    points = np.array([[40.0, 50.0], [80.0, 52.0], [60.0, 70.0], [45.0, 90.0], [78.0, 88.0]])
+    m = crop_matrix(points, 64)
+    inside = to_crop(points, m)
+    assert np.allclose(inside.mean(axis=0), [32.0, 32.0])  # centroid lands in the crop centre
+    assert np.allclose(from_crop(inside, m), points)
+    shifted = crop_matrix(points, 64, shift=(0.1, 0.0), zoom=2.0)
+    assert np.allclose(from_crop(to_crop(points, shifted), shifted), points)
+    assert to_crop(points, shifted)[:, 0].mean() < 32.0  # window moved right -> points move left
+    image = np.zeros((120, 120, 3), np.uint8)
+    image[70, 60] = 255  # a bright pixel on the third point
+    crop = warp_crop(image, crop_matrix(points, 64, spread=1.0 * 3.5), 64)
+    peak = np.unravel_index(crop[..., 0].argmax(), crop.shape[:2])
+    expected = to_crop(points[2], crop_matrix(points, 64))
+    assert abs(peak[1] - expected[0]) <= 1 and abs(peak[0] - expected[1]) <= 1
+
+
+def test_crop_refuses_degenerate_points():
+    from faceops.align.crop import crop_matrix
+
+    with pytest.raises(ValueError, match="identical"):
+        crop_matrix(np.ones((5, 2)), 64)
+    with pytest.raises(ValueError, match="J >= 2"):
+        crop_matrix(np.ones((1, 2)), 64)

@@ -131,6 +131,15 @@ def test_imagefolder_sorts_every_file_into_rows_or_quarantine(folder: Path):
     assert "alice/a.jpg" in duplicate["detail"]
 
 
+def test_unlabeled_layout_keeps_every_image_without_identity(folder: Path):
+    result = scan(folder, "unlabeled")
+    rows = by_path(result)
+    assert "stray.jpg" in rows and "alice/a.jpg" in rows  # top-level files and nested ones alike
+    assert all(row["labels"] == {"identity": None} for row in rows.values())
+    assert reasons(result)["bob/dup.jpg"] == "duplicate" and "stray.jpg" not in reasons(result)
+    assert result.counts["accepted"] + len(result.quarantine) == result.counts["seen"]
+
+
 def test_result_is_deterministic_and_independent_of_workers(folder: Path, tmp_path: Path):
     first, again, threaded = (scan(folder, "imagefolder", workers=w) for w in (1, 1, 3))
     assert first == again == threaded

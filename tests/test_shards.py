@@ -269,3 +269,22 @@ class TestAssignSplit:
     def test_invalid_inputs(self, identity, fractions, error, match):
         with pytest.raises(error, match=match):
             assign_split(identity, fractions)
+
+
+def test_relabelled_shards_carry_new_labels_and_keep_images(tmp_path: Path):
+    from faceops.data.relabel import relabel_samples, write_relabelled_shards
+
+    samples = [ShardSample(f"s_{i}", b"\xff\xd8\xff" + bytes([i]) * 10, {"id": f"s_{i}", "source": "s", "identity": f"p{i % 2}", "age": i})
+               for i in range(6)]  # fmt: skip
+    infos = write_shards(samples, tmp_path / "in", split="test", maxcount=4)
+    urls = [tmp_path / "in" / info.name for info in infos]
+    updates = {"s_1": {"identity": "c0", "pseudo_confidence": 0.9}, "s_4": {"identity": "c0", "pseudo_confidence": 0.5}}
+    out = list(relabel_samples(urls, updates))
+    assert [s.key for s in out] == ["s_1", "s_4"]
+    assert out[0].meta == {"id": "s_1", "source": "s", "identity": "c0", "age": 1, "pseudo_confidence": 0.9}
+    assert out[1].jpg == b"\xff\xd8\xff" + bytes([4]) * 10
+    first = write_relabelled_shards(urls, updates, tmp_path / "a", split="train", maxcount=10)
+    again = write_relabelled_shards(urls, updates, tmp_path / "b", split="train", maxcount=10)
+    assert (tmp_path / "a" / first[0].name).read_bytes() == (tmp_path / "b" / again[0].name).read_bytes()
+    with pytest.raises(KeyError, match="s_99"):
+        list(relabel_samples(urls, {"s_99": {"identity": "x"}}))

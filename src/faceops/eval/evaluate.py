@@ -55,6 +55,7 @@ def predict(
     normalize: Callable[[torch.Tensor], torch.Tensor],
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Predictions:
     """Forward every batch (``{"image": uint8 [B,3,H,W], "meta": [dict], "key": [str]}``) in eval mode.
 
@@ -64,6 +65,7 @@ def predict(
         normalize: uint8 images -> model input (the training normalisation).
         device: where to run.
         autocast_dtype: e.g. ``torch.bfloat16`` on CUDA; ``None`` for full precision.
+        progress: called with each batch's size (a progress bar's advance).
     """
     model.eval()
     device = torch.device(device)
@@ -83,6 +85,8 @@ def predict(
                 outputs.setdefault(name, []).append(value.float().cpu().numpy())
         keys += list(batch["key"])
         metas += list(batch["meta"])
+        if progress is not None:
+            progress(len(batch["key"]))
     if not keys:
         raise ValueError("no samples to evaluate: the data stream was empty")
     return Predictions(

@@ -17,6 +17,9 @@ unknown:
 * ``imagefolder``: ``root/<identity>/<file>`` (deeper folders allowed; the identity is the first
   folder). Labels: ``identity``. A file directly under ``root`` is quarantined as ``no_identity``,
   because an identity-less image would join the identity-based splits by accident.
+* ``unlabeled``: every image file anywhere under ``root``, labels ``{"identity": None}``. For photos
+  that arrive without any annotation (an inbox drop, a new domain): they go to the ``unlabeled``
+  shard split, where ``embed``/``cluster`` give them pseudo-identities and ``keypoints`` landmarks.
 * ``labels_csv``: ``root/labels.csv`` with a ``path`` column (POSIX, relative to ``root``) and any of
   ``identity``, ``expression`` (index or name from ``EXPRESSIONS``), ``age`` (years, 0..150), ``group``,
   the 40 ``CELEBA_ATTRIBUTES`` (0/1; CelebA's -1 reads as 0) and the landmark columns ``lx1, ly1 ..
@@ -60,7 +63,7 @@ from faceops.labels import CELEBA_ATTRIBUTES, EXPRESSIONS, LANDMARK_COLUMNS, sam
 
 __all__ = ["SourceFormat", "QUARANTINE_REASONS", "IngestResult", "scan_source"]
 
-SourceFormat = Literal["imagefolder", "labels_csv", "coco_keypoints"]
+SourceFormat = Literal["imagefolder", "unlabeled", "labels_csv", "coco_keypoints"]
 
 #: Every quarantine reason this stage can give (``counts`` holds each, zeros included).
 QUARANTINE_REASONS: tuple[str, ...] = (
@@ -345,6 +348,12 @@ def _read_imagefolder(root: Path, files: list[str]) -> _Annotations:
     return annotations
 
 
+def _read_unlabeled(root: Path, files: list[str]) -> _Annotations:
+    annotations = _Annotations(origin="the unlabeled layout")
+    annotations.labels.update({path: {"identity": None} for path in files})
+    return annotations
+
+
 def _read_labels_csv(root: Path, files: list[str]) -> _Annotations:
     csv_path = root / LABELS_CSV
     if not csv_path.is_file():
@@ -560,6 +569,7 @@ def _coco_labels(annotations: list[dict[str, Any]]) -> Labels:
 # The layout reader and the annotation file it owns (excluded from the scan).
 _LAYOUTS: dict[str, tuple[Callable[[Path, list[str]], _Annotations], str | None]] = {
     "imagefolder": (_read_imagefolder, None),
+    "unlabeled": (_read_unlabeled, None),
     "labels_csv": (_read_labels_csv, LABELS_CSV),
     "coco_keypoints": (_read_coco, COCO_ANNOTATIONS),
 }
