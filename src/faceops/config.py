@@ -10,6 +10,7 @@ the same sections, so a change re-runs exactly the stages that read it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -55,7 +56,7 @@ class SourceSpec(_Section):
     """One raw source under data/raw/<name>/ and the layout it is stored in."""
 
     name: Annotated[str, Field(pattern=SOURCE_NAME_PATTERN, max_length=64)]
-    format: Literal["imagefolder", "labels_csv", "coco_keypoints"]
+    format: Literal["imagefolder", "unlabeled", "labels_csv", "coco_keypoints"]
 
 
 class IngestParams(_Section):
@@ -203,6 +204,98 @@ class EvaluateParams(_Section):
     bin_sets: list[Annotated[str, Field(pattern=SOURCE_NAME_PATTERN)]] = Field(default_factory=list)
 
 
+class EmbedParams(_Section):
+    """Embedding extraction (stage ``embed``): L2-normalised float32 vectors per source and split.
+
+    ``backend: swinface`` uses the model the ``train`` stage wrote. Splits are the shard splits
+    (``unlabeled`` holds a source's samples without identity).
+    """
+
+    backend: Literal["swinface"] = "swinface"
+    sources: list[Annotated[str, Field(pattern=SOURCE_NAME_PATTERN)]] = Field(default_factory=lambda: ["sample"])
+    splits: list[Literal["train", "val", "test", "unlabeled"]] = Field(default_factory=lambda: ["train", "test"])
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
+    num_workers: Annotated[int, Field(ge=0, le=64)] = 0
+
+
+class EmbeddingRef(_Section):
+    """One embedded (source, split) pair written by ``embed``."""
+
+    source: Annotated[str, Field(pattern=SOURCE_NAME_PATTERN)]
+    split: Literal["train", "val", "test", "unlabeled"]
+
+
+class ClusterParams(_Section):
+    """Pseudo-labels for an unlabeled target (stage ``cluster``), AIN's linkage-GCN recipe.
+
+    The GCN learns "same identity?" for kNN edges on ``train_on`` (a labelled embedding set) and then
+    clusters ``target``. In the demo the target is the sample's held-out test identities, clustered as
+    if unlabeled; their hidden labels only score the result (metrics), never steer it.
+    """
+
+    method: Literal["gcn", "threshold", "hdbscan", "agglomerative"] = "gcn"
+    train_on: EmbeddingRef = Field(default_factory=lambda: EmbeddingRef(source="sample", split="train"))
+    target: EmbeddingRef = Field(default_factory=lambda: EmbeddingRef(source="sample", split="test"))
+    k1: Annotated[int, Field(ge=1, le=1024)] = 10
+    k2: Annotated[int, Field(ge=1, le=1024)] = 3
+    u: Annotated[int, Field(ge=1, le=1024)] = 3
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 4
+    max_size: Annotated[int, Field(ge=2)] = 300
+    min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    threshold: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.5
+
+    @model_validator(mode="after")
+    def _hops_fit(self) -> "ClusterParams":
+        if self.k2 > self.k1 or self.u > self.k1:
+            raise ValueError(f"k2 ({self.k2}) and u ({self.u}) must be <= k1 ({self.k1})")
+        return self
+
+
+class PromotionParams(_Section):
+    """When a newly evaluated model replaces the promoted one (``model@vN`` git tags).
+
+    ``metric`` is a key of metrics/evaluate.json; the candidate must beat the promoted model by
+    more than ``margin`` in the direction ``mode``.
+    """
+
+    metric: Annotated[str, Field(min_length=1)] = "sample/verif/acc"
+    mode: Literal["max", "min"] = "max"
+    margin: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class InboxParams(_Section):
+    """The watched inbox: ``path/<source>/`` folders whose files become a new version of that source."""
+
+    path: Annotated[str, Field(min_length=1)] = "data/inbox"
+    settle_seconds: Annotated[float, Field(ge=0.0, le=86_400.0)] = 10.0
+    poll_seconds: Annotated[float, Field(gt=0.0, le=3600.0)] = 2.0
+
+
+class RetrainParams(_Section):
+    """Scheduled retraining (the ``retrain`` deployment of ``faceops serve``)."""
+
+    cron: str = "0 3 * * 0"
+    timezone: Annotated[str, Field(min_length=1)] = "UTC"
+    enabled: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, cron: str) -> str:
+        fields = cron.split()
+        if len(fields) != 5 or not all(re.fullmatch(r"[0-9A-Za-z*/,?#-]+", f) for f in fields):
+            raise ValueError(f"cron must have 5 fields (minute hour day month weekday), e.g. '0 3 * * 0'; got {cron!r}")
+        return cron
+
+
+class OpsParams(_Section):
+    """Operations read by ``faceops serve`` and the new-data/retrain flows (not by any DVC stage)."""
+
+    inbox: InboxParams = Field(default_factory=InboxParams)
+    retrain: RetrainParams = Field(default_factory=RetrainParams)
+    promotion: PromotionParams = Field(default_factory=PromotionParams)
+    commit_versions: bool = True
+
+
 class PipelineParams(_Section):
     """Orchestration settings read by the Prefect flow (not by any DVC stage)."""
 
@@ -226,6 +319,9 @@ class Params(_Section):
     pretrain: PretrainParams = Field(default_factory=PretrainParams)
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    embed: EmbedParams = Field(default_factory=EmbedParams)
+    cluster: ClusterParams = Field(default_factory=ClusterParams)
+    ops: OpsParams = Field(default_factory=OpsParams)
     pipeline: PipelineParams = Field(default_factory=PipelineParams)
 
 
