@@ -10,16 +10,17 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, get_args
 
 import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
 
-from faceops.config import ParamsError, load_params, parse_params
-from faceops.io.atomic import atomic_directory
+from faceops.config import ParamsError, SourceSpec, load_params, parse_params
 from faceops.io.layout import SUMMARY_MD
+from flows import cli_versions
+from flows.sources import SourceError, dvc_add, register_source
 from flows.workspace import (
     StageFailed,
     WorkspaceError,
@@ -34,7 +35,7 @@ from flows.workspace import (
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 RootOption = Annotated[Optional[Path], typer.Option("--root", help="workspace root (default: nearest dvc.yaml)")]
-FORMATS = ("imagefolder", "labels_csv", "coco_keypoints")
+FORMATS: tuple[str, ...] = get_args(SourceSpec.model_fields["format"].annotation)  # the schema's list
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -120,35 +121,11 @@ def _describe(reason: object) -> str:
     return str(reason)
 
 
-def _register_source(workspace: Path, name: str, fmt: str, fill, *, replace: bool) -> Path:
-    """Create data/raw/NAME with ``fill(target)``, list it in params.yaml and track it with DVC.
-
-    params.yaml is validated with the new source before anything is written, so a bad name or format
-    fails cleanly; a failure while filling leaves neither a half-copied folder nor a params change.
-    """
-    params_path = workspace / "params.yaml"
-    raw = yaml.safe_load(params_path.read_text(encoding="utf-8")) or {}
-    sources = [s for s in raw.setdefault("ingest", {}).get("sources", []) if s.get("name") != name]
-    raw["ingest"]["sources"] = sources + [{"name": name, "format": fmt}]
+def _register(workspace: Path, name: str, fmt: str, fill, *, replace: bool) -> Path:
     try:
-        parse_params(raw, origin=str(params_path))
-    except ParamsError as err:
+        return register_source(workspace, name, fmt, fill, replace=replace)
+    except SourceError as err:
         _fail(str(err))
-    target = workspace / "data" / "raw" / name
-    if target.exists() and not replace:
-        _fail(f"{target} exists; pass --replace to overwrite it or choose another --name")
-    with atomic_directory(target) as staging:
-        fill(staging)
-    params_path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    _dvc_add(workspace, target)
-    return target
-
-
-def _dvc_add(workspace: Path, target: Path) -> None:
-    from dvc.repo import Repo
-
-    with Repo(str(workspace)) as repo:
-        repo.add([str(target.relative_to(workspace))])
 
 
 @app.command()
@@ -171,7 +148,7 @@ def ingest(
     def fill(staging: Path) -> None:
         shutil.copytree(path, staging, copy_function=copy, symlinks=False, dirs_exist_ok=True)
 
-    target = _register_source(workspace, name, fmt, fill, replace=replace)
+    target = _register(workspace, name, fmt, fill, replace=replace)
     n_files = sum(1 for p in target.rglob("*") if p.is_file())
     console.print(f"added source {name!r} ({fmt}, {n_files} files) -> {target.relative_to(workspace)}; "
                   "now `faceops run` (git add the .dvc file and params.yaml to version it)")  # fmt: skip
@@ -195,7 +172,7 @@ def import_rec(
     idx = rec.with_suffix(".idx")
     if not rec.is_file() or not idx.is_file():
         _fail(f"need both {rec} and {idx}")
-    target = _register_source(workspace, name, "labels_csv", lambda d: write_recordio_source(rec, idx, d), replace=replace)
+    target = _register(workspace, name, "labels_csv", lambda d: write_recordio_source(rec, idx, d), replace=replace)
     console.print(f"imported {rec} as source {name!r} -> {target.relative_to(workspace)}; now `faceops run`")
 
 
@@ -225,7 +202,7 @@ def import_bin(
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(path, target)
     params_path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    _dvc_add(workspace, target)
+    dvc_add(workspace, target)
     console.print(f"{name}: {len(same)} pairs ({len(images)} images) -> {target.relative_to(workspace)}")
 
 
@@ -289,6 +266,31 @@ def plots(
     if not written:
         _fail(f"no plot matched {patterns}: run `faceops run` first, or pass --match")
 
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="port of the local Prefect server (UI and API) on 127.0.0.1")] = 4200,
+    ui: Annotated[bool, typer.Option(help="serve the Prefect UI from the local server")] = True,
+    root: RootOption = None,
+) -> None:
+    """Serve the pipeline, new-data and retrain deployments and watch the inbox (Ctrl-C stops all).
+
+    Starts a local Prefect server on 127.0.0.1 (SQLite under .faceops/prefect) unless PREFECT_API_URL
+    names a running one.
+    """
+    from flows.serve import ServeError, serve_workspace
+
+    workspace = _workspace(root)
+    params = _validated_params(workspace)
+    try:
+        serve_workspace(workspace, params, port=port, ui=ui, echo=console.print)
+    except ServeError as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        console.print("faceops serve stopped")
+
+
+cli_versions.register(app)
 
 if __name__ == "__main__":
     app()

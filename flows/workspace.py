@@ -108,6 +108,22 @@ def _open_repo(root: Path):
     return Repo(str(root))
 
 
+def _stage_name(root: Path, stage) -> str:
+    """``name`` for a stage of the root dvc.yaml, ``path/dvc.yaml:name`` for another dvc.yaml, and the
+    ``.dvc`` file's path for a ``dvc add`` stage; paths relative to ``root``.
+
+    Why not DVC's ``stage.addressing``: it is relative to the *current directory*, so a flow started
+    elsewhere (``faceops run --root``, ``faceops serve``) would get ``../../ws/dvc.yaml:train`` and miss
+    its per-stage params.
+    """
+    dvcfile = Path(stage.dvcfile.path).resolve()
+    relative = dvcfile.relative_to(root.resolve()).as_posix()
+    name = getattr(stage, "name", None)  # .dvc files (dvc add) hold one unnamed stage
+    if name is None:
+        return relative
+    return name if relative == "dvc.yaml" else f"{relative}:{name}"
+
+
 def stage_order(root: Path, targets: Sequence[str] = ()) -> list[str]:
     """Stage names in an order DVC can run them, from DVC's own graph (never a second list).
 
@@ -119,8 +135,8 @@ def stage_order(root: Path, targets: Sequence[str] = ()) -> list[str]:
     with _open_repo(root) as repo:
         stages = list(repo.index.stages)
         graph = repo.index.graph  # edges point from a stage to the stages it depends on
-        position = {stage.addressing: i for i, stage in enumerate(stages)}
-        names = {stage: stage.addressing for stage in stages}
+        names = {stage: _stage_name(root, stage) for stage in stages}
+        position = {names[stage]: i for i, stage in enumerate(stages)}
         unknown = sorted(set(targets) - set(position))
         if unknown:
             raise WorkspaceError(f"unknown stage(s) {unknown}; dvc.yaml defines {sorted(position)}")
@@ -128,8 +144,8 @@ def stage_order(root: Path, targets: Sequence[str] = ()) -> list[str]:
         if targets:
             keep = set()
             for stage in stages:
-                if stage.addressing in targets:
-                    keep |= {names[s] for s in nx.descendants(graph, stage)} | {stage.addressing}
+                if names[stage] in targets:
+                    keep |= {names[s] for s in nx.descendants(graph, stage)} | {names[stage]}
         order = nx.lexicographical_topological_sort(graph.reverse(), key=lambda s: position[names[s]])
         return [names[s] for s in order if names[s] in keep]
 
@@ -193,6 +209,9 @@ def run_stage(root: Path, stage: str, *, force: bool, timeout_seconds: float, st
         proc.wait()
     finally:
         watchdog.cancel()
+        if proc.poll() is None:  # the flow was cancelled or interrupted: take the stage down with it
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     seconds = time.monotonic() - start
     if seconds >= timeout_seconds and proc.returncode != 0:
         raise StageFailed(f"stage {stage!r} timed out after {timeout_seconds:.0f} s\n" + "\n".join(tail))
