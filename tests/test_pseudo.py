@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from faceops.models import create_model
 from faceops.pseudo import (
     PAIR_NAMES,
+    KeypointModel,
     SSPCMConfig,
     affine_theta,
     build_nets,
@@ -28,7 +30,11 @@ from faceops.pseudo import (
     outlier_weights,
     pck,
     predict_keypoints,
+    predict_points,
+    pseudo_targets,
+    rampup_weight,
     select_pairs,
+    train_keypoint_models,
     warp,
     warp_points,
 )
@@ -152,7 +158,7 @@ def test_masked_joints_contribute_exactly_zero_gradient() -> None:
     teacher_low[:, 1] *= 0.05  # joint 1: mean score 0.05 <= 0.1 -> weight 0
     w = outlier_weights(teacher_low, teacher_low)
     assert torch.all(w[:, 1] == 0) and torch.all(w[:, [0, 2]] > 0)
-    consistency_loss(students, targets, w).backward()
+    consistency_loss(students, targets, (w, w, w)).backward()
     for c in students:
         assert torch.all(c.grad[:, 1] == 0)
         assert torch.all(c.grad[:, [0, 2]].abs().sum(dim=(-1, -2)) > 0)
@@ -262,12 +268,13 @@ def _blob_task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return images, pts
 
 
-def test_fit_sspcm_runs_warmup_and_snapshot_epochs_and_reports_history() -> None:
+@pytest.mark.parametrize("target", ["gaussian", "heatmap"])
+def test_fit_sspcm_runs_warmup_and_snapshot_epochs_and_reports_history(target: str) -> None:
     images, pts = _blob_task(8, 0)
     unlabelled, _ = _blob_task(16, 1)
     nets = build_nets("sspcm_tiny", 3, seed=0, num_joints=2)
     before = [p.detach().clone() for p in nets[2].parameters()]
-    cfg = SSPCMConfig(epochs=2, batch_size=8, cut_half_size=(2, 4), cut_jitter=1.0)
+    cfg = SSPCMConfig(epochs=2, batch_size=8, input_size=(32, 32), target=target)  # type: ignore[arg-type]
     result = fit_sspcm(nets, images, pts, torch.ones(8, 2), unlabelled, cfg=cfg, seed=0)
     assert len(result.history) == 2
     for row in result.history:
@@ -276,7 +283,7 @@ def test_fit_sspcm_runs_warmup_and_snapshot_epochs_and_reports_history() -> None
         assert 0.0 <= row["kept"] <= 1.0
     assert result.history[0]["pair/cur1-cur2"] == 1.0  # warm-up epoch: current pair only
     assert any(not torch.equal(a, b) for a, b in zip(before, nets[2].parameters()))
-    points, scores = predict_keypoints(result.nets, images)
+    points, scores = predict_points(result.nets, images)
     assert points.shape == (8, 2, 2) and scores.shape == (8, 2) and all(n.training for n in nets)
 
 
@@ -289,3 +296,75 @@ def test_fit_supervised_reduces_loss_and_is_seeded() -> None:
     assert runs[0].history[-1]["loss"] < runs[0].history[0]["loss"]
     with pytest.raises(ValueError, match="3 networks"):
         fit_sspcm(runs[0].nets, images, pts, torch.ones(16, 2), images, cfg=cfg, seed=0)
+
+
+# --- pseudo-label targets and ramp-up (the fixes measured in bench/keypoints.py) --------------------
+
+
+def test_gaussian_pseudo_targets_sit_on_the_warped_teacher_keypoint_and_drop_off_map_joints() -> None:
+    points = torch.tensor([[[7.0, 8.0], [0.0, 15.0]]])  # joint 1 near a corner leaves the map
+    teacher = encode_heatmaps(points, (16, 16), sigma=2.0)
+    theta = affine_theta(torch.tensor([0.8]), torch.tensor([30.0]), (16, 16))
+    moved = warp_points(points, theta, (16, 16))
+    target, weight = pseudo_targets(teacher, theta, torch.ones(1, 2), sigma=2.0)
+    assert weight.tolist() == [[1.0, 0.0]]
+    assert torch.allclose(target, encode_heatmaps(moved, (16, 16), sigma=2.0, visible=weight))  # a labelled-style target
+    assert torch.all((decode_heatmaps(target)[0][0, 0] - moved[0, 0]).abs() <= 0.5)
+    assert target[0, 1].abs().sum() == 0
+    # the released code's soft target: the warped heatmap itself, weights untouched, its peak blurred lower
+    soft, soft_weight = pseudo_targets(teacher, theta, torch.ones(1, 2), target="heatmap")
+    assert torch.equal(soft, warp(teacher, theta)) and soft_weight.tolist() == [[1.0, 1.0]]
+    assert soft[0, 0].max() < target[0, 0].max()
+
+
+def test_rampup_weight_is_a_monotone_sigmoid_ramp_ending_at_one() -> None:
+    values = [rampup_weight(step, 10) for step in range(0, 15)]
+    assert math.isclose(values[0], math.exp(-5.0))
+    assert all(a < b for a, b in zip(values[:10], values[1:11], strict=True))
+    assert values[10:] == [1.0] * 5
+    assert rampup_weight(0, 0) == 1.0
+
+
+# --- stage-facing API -----------------------------------------------------------------------------
+
+
+def _uint8(images: torch.Tensor) -> np.ndarray:
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def test_train_predict_and_record_round_trip_through_weights_only_load() -> None:
+    labelled, pts = _blob_task(8, 3)
+    unlabelled, _ = _blob_task(8, 4)
+    cfg = SSPCMConfig(epochs=1, batch_size=8, input_size=(32, 32))
+    seen: list[dict] = []
+    model = train_keypoint_models(_uint8(labelled), pts.numpy(), _uint8(unlabelled), config=cfg, seed=0, on_epoch=seen.append)
+    assert len(model.nets) == 3 and model.predictors == model.nets[2:] and len(seen) == 1
+    points, confidence = predict_keypoints(model, _uint8(unlabelled))
+    assert points.shape == (8, 2, 2) and confidence.shape == (8, 2)
+    assert points.dtype == np.float32 and confidence.dtype == np.float32
+    assert np.all((points >= -0.5) & (points <= 31.5))  # input pixel coordinates
+    buffer = io.BytesIO()
+    torch.save(model.to_record(), buffer)
+    buffer.seek(0)
+    restored = KeypointModel.from_record(torch.load(buffer, weights_only=True))
+    assert restored.config == cfg and restored.num_joints == 2
+    again, conf_again = predict_keypoints(restored, _uint8(unlabelled))
+    assert np.array_equal(points, again) and np.array_equal(confidence, conf_again)
+    supervised = train_keypoint_models(_uint8(labelled), pts.numpy(), _uint8(unlabelled), config=SSPCMConfig(
+        method="supervised", epochs=1, batch_size=8, input_size=(32, 32)), seed=0)  # fmt: skip
+    assert len(supervised.nets) == 1 and supervised.predictors == supervised.nets
+
+
+def test_api_rejects_wrong_images_configs_and_records() -> None:
+    cfg = SSPCMConfig(epochs=1, batch_size=8, input_size=(32, 32))
+    good = np.zeros((2, 32, 32, 3), np.uint8)
+    with pytest.raises(ValueError, match="crop them"):
+        train_keypoint_models(np.zeros((2, 64, 64, 3), np.uint8), np.zeros((2, 2, 2)), good, config=cfg, seed=0)
+    with pytest.raises(ValueError, match="uint8"):
+        train_keypoint_models(good.astype(np.float32), np.zeros((2, 2, 2)), good, config=cfg, seed=0)
+    with pytest.raises(ValueError, match="labeled_points"):
+        train_keypoint_models(good, np.zeros((3, 2, 2)), good, config=cfg, seed=0)
+    with pytest.raises(ValueError, match="target"):
+        SSPCMConfig(target="soft")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="format"):
+        KeypointModel.from_record({"format": "other"})

@@ -1,10 +1,12 @@
 """Semi-supervised keypoints (SSPCM): heatmap models trained from a few labels plus unlabelled images.
 
-The ``keypoints`` stage uses :func:`fit_sspcm` and :func:`predict_keypoints` to write pseudo-landmarks
-for unlabelled faces (5 points) or COCO body keypoints (17 joints). Importing this package registers
-the ``sspcm_*`` heatmap networks in :mod:`faceops.models`.
+The ``keypoints`` stage uses :func:`train_keypoint_models` and :func:`predict_keypoints` (uint8
+crops in, pixel points and confidences out) and saves :meth:`KeypointModel.to_record`. The tensor
+level (:func:`fit_sspcm`, :func:`fit_supervised`, :func:`predict_points`) is for benches and tests.
+Importing this package registers the ``sspcm_*`` heatmap networks in :mod:`faceops.models`.
 """
 
+from faceops.pseudo.api import RECORD_FORMAT, KeypointModel, predict_keypoints, train_keypoint_models
 from faceops.pseudo.augment import affine_theta, random_affine, warp, warp_points
 from faceops.pseudo.cutocclude import CutOcclude, cut_occlude
 from faceops.pseudo.heatmaps import decode_heatmaps, encode_heatmaps, heatmap_to_image, image_to_heatmap
@@ -12,12 +14,23 @@ from faceops.pseudo.losses import consistency_loss, joints_mse, supervised_loss
 from faceops.pseudo.metrics import COCO_OKS_STATS, inter_ocular, nme, oks_ap, pck
 from faceops.pseudo.models import HeatmapNet
 from faceops.pseudo.selection import PAIR_NAMES, PairSelection, outlier_weights, select_pairs
-from faceops.pseudo.sspcm import FitResult, SSPCMConfig, build_nets, fit_sspcm, fit_supervised, predict_keypoints
+from faceops.pseudo.sspcm import (
+    FitResult,
+    SSPCMConfig,
+    build_nets,
+    fit_sspcm,
+    fit_supervised,
+    predict_points,
+    pseudo_targets,
+    rampup_weight,
+    steps_per_epoch,
+)
 
 __all__ = [
-    "COCO_OKS_STATS", "PAIR_NAMES", "CutOcclude", "FitResult", "HeatmapNet", "PairSelection", "SSPCMConfig",
-    "affine_theta", "build_nets", "consistency_loss", "cut_occlude", "decode_heatmaps", "encode_heatmaps",
-    "fit_sspcm", "fit_supervised", "heatmap_to_image", "image_to_heatmap", "inter_ocular", "joints_mse", "nme",
-    "oks_ap", "outlier_weights", "pck", "predict_keypoints", "random_affine", "select_pairs",
-    "supervised_loss", "warp", "warp_points",
+    "COCO_OKS_STATS", "PAIR_NAMES", "RECORD_FORMAT", "CutOcclude", "FitResult", "HeatmapNet", "KeypointModel",
+    "PairSelection", "SSPCMConfig", "affine_theta", "build_nets", "consistency_loss", "cut_occlude",
+    "decode_heatmaps", "encode_heatmaps", "fit_sspcm", "fit_supervised", "heatmap_to_image", "image_to_heatmap",
+    "inter_ocular", "joints_mse", "nme", "oks_ap", "outlier_weights", "pck", "predict_keypoints",
+    "predict_points", "pseudo_targets", "rampup_weight", "random_affine", "select_pairs", "steps_per_epoch",
+    "supervised_loss", "train_keypoint_models", "warp", "warp_points",
 ]  # fmt: skip

@@ -39,13 +39,14 @@ def supervised_loss(preds: list[torch.Tensor], target: torch.Tensor, weight: tor
 def consistency_loss(
     students: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     targets: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    weight: torch.Tensor,
+    weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
 ) -> torch.Tensor:
-    """SSPCM's L_cons: NET1 learns from warped H2, NET2 from warped H1, NET3 from the ensemble.
+    """SSPCM's L_cons: NET1 learns from H2's pseudo-labels, NET2 from H1's, NET3 from the ensemble's.
 
     Args:
         students: (C1, C2, C3) predictions on the hard-augmented unlabelled images.
-        targets: (warp(H2), warp(H1), warp(H_e)), already in the students' frame.
-        weight: [N, J] outlier weights.
+        targets: the three target heatmaps, already in each student's (warped) frame.
+        weights: [N, J] joint weights per student: the outlier weights, times 0 where the hard
+            affine moved that student's pseudo-keypoint off the map.
     """
-    return sum(joints_mse(c, t, weight) for c, t in zip(students, targets, strict=True))
+    return sum(joints_mse(c, t, w) for c, t, w in zip(students, targets, weights, strict=True))
