@@ -3,8 +3,9 @@
 Entry points:
 - ``train_linkage_gcn(features, labels, ...) -> LinkageGCN`` on a labelled source;
 - ``cluster(features, method=..., **params) -> labels [N]`` for every method (``METHODS``);
-- ``gcn_links`` + ``propagate`` + ``pseudo_label_confidence`` when the caller also wants per-sample
-  confidence for pseudo-labels;
+- ``pseudo_labels(features, model, ...) -> (labels [N], confidence [N])`` for the ``cluster`` stage
+  (``gcn_links`` + ``propagate`` + ``pseudo_label_confidence`` underneath);
+- ``LinkageGCN.to_record()`` / ``LinkageGCN.from_record(record)`` to save and load a trained model;
 - ``clustering_scores(gt, pred)`` for metrics JSON.
 faiss is optional at import time: only the faiss kNN backends need it (``pip install faceops[cpu]``).
 """
@@ -23,33 +24,56 @@ from faceops.cluster.synthetic import make_identities
 __all__ = [
     "METHODS", "LinkageGCN", "agglomerative", "bcubed", "build_ips", "cluster", "cluster_gcn", "clustering_scores",
     "gcn_links", "hdbscan_labels", "knn", "make_identities", "merge_duplicate_edges", "nmi", "pairwise",
-    "predict_links", "propagate", "pseudo_label_confidence", "threshold_cc", "train_linkage_gcn",
+    "predict_links", "propagate", "pseudo_label_confidence", "pseudo_labels", "threshold_cc", "train_linkage_gcn",
 ]
 
 METHODS = ("gcn", "threshold", "hdbscan", "agglomerative")
 
 
 def gcn_links(
-    features: np.ndarray, model: LinkageGCN, *, k1: int = 10, k2: int = 3, u: int = 3,
-    knn_graph: tuple[np.ndarray, np.ndarray] | None = None, batch_size: int = 2048, **knn_kwargs,
+    features: np.ndarray, model: LinkageGCN, *, knn_graph: tuple[np.ndarray, np.ndarray] | None = None,
+    batch_size: int = 512, **knn_kwargs,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Undirected scored edges [U, 2], [U] from the GCN, duplicate (i, j)/(j, i) scores averaged.
 
-    ``knn_graph`` reuses a precomputed (neighbours, similarities); otherwise ``knn`` runs with
-    ``knn_kwargs`` (index, nprobe, device, ...).
+    ``knn_graph`` reuses a precomputed (neighbours [N, >= model.k1], similarities); otherwise ``knn``
+    runs with ``knn_kwargs`` (index, nprobe, device, ...).
     """
-    nbrs = knn_graph[0] if knn_graph is not None else knn(features, max(k1, k2, u), **knn_kwargs)[0]
-    edges, scores = predict_links(model, features, nbrs, k1=k1, k2=k2, u=u, batch_size=batch_size)
+    nbrs = knn_graph[0] if knn_graph is not None else knn(features, model.k1, **knn_kwargs)[0]
+    edges, scores = predict_links(model, features, nbrs, batch_size=batch_size)
     return merge_duplicate_edges(edges, scores)
 
 
 def cluster_gcn(
-    features: np.ndarray, *, model: LinkageGCN, k1: int = 10, k2: int = 3, u: int = 3,
-    max_size: int = 300, min_score: float = 0.5, step: float = 0.6, **link_kwargs,
+    features: np.ndarray, *, model: LinkageGCN, max_size: int = 300, min_score: float = 0.5, step: float = 0.6,
+    **link_kwargs,
 ) -> np.ndarray:
     """GCN edge scores -> size-capped propagation (``propagate``) -> labels [N]."""
-    edges, scores = gcn_links(features, model, k1=k1, k2=k2, u=u, **link_kwargs)
-    return propagate(len(features), edges, scores, max_size=max_size, min_score=min_score, step=step)
+    return pseudo_labels(features, model, max_size=max_size, min_score=min_score, step=step, **link_kwargs)[0]
+
+
+def pseudo_labels(
+    features: np.ndarray, model: LinkageGCN, *, max_size: int = 300, min_score: float = 0.5, step: float = 0.6,
+    **link_kwargs,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pseudo-identities for unlabelled embeddings, with a per-sample confidence (the ``cluster`` stage).
+
+    Args:
+        features: [N, D] L2-normalised embeddings, in the space ``model`` was trained on.
+        model: a trained ``LinkageGCN`` (``train_linkage_gcn`` or ``LinkageGCN.from_record``).
+        max_size: largest pseudo-identity (``propagate``).
+        min_score: GCN link probability an edge needs to be used at all.
+        step: threshold rise when an oversize component is split.
+        link_kwargs: passed to ``gcn_links`` (knn_graph, batch_size, or ``knn`` arguments).
+
+    Returns:
+        labels [N] int64 consecutive from 0, and confidence [N] float32 in [0, 1]
+        (``pseudo_label_confidence``; 0 for singletons).
+    """
+    x = np.asarray(features, dtype=np.float32)
+    edges, scores = gcn_links(x, model, **link_kwargs)
+    labels = propagate(len(x), edges, scores, max_size=max_size, min_score=min_score, step=step)
+    return labels, pseudo_label_confidence(labels, edges, scores)
 
 
 def cluster(features: np.ndarray, method: str = "gcn", **params) -> np.ndarray:

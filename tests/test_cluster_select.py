@@ -1,0 +1,45 @@
+"""Baselines tuned on a labelled set (faceops.cluster.select)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faceops.cluster.select import baseline_labels, label_confidence, tune_baseline
+
+
+def _blobs(seed: int, n_ids: int = 12, per: int = 6, spread: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_ids, 16))
+    x = np.repeat(centres, per, axis=0) + spread * rng.normal(size=(n_ids * per, 16))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32), np.repeat(np.arange(n_ids), per)
+
+
+@pytest.mark.parametrize("method", ["threshold", "agglomerative", "hdbscan"])
+def test_tuned_baseline_recovers_separated_identities(method):
+    x, y = _blobs(0)
+    value, f = tune_baseline(method, x, y)
+    assert f > 0.9
+    other, truth = _blobs(1)  # the chosen value transfers to unseen identities from the same process
+    found = baseline_labels(method, other, value)
+    assert len(np.unique(found)) == pytest.approx(12, abs=2)
+
+
+def test_tuning_picks_the_best_candidate_of_the_grid():
+    x, y = _blobs(0)
+    value, f = tune_baseline("threshold", x, y, grid=[0.99, 0.5, -1.0])
+    assert value == 0.5  # 0.99 splits everything, -1 merges everything
+
+
+def test_label_confidence_is_zero_for_singletons_and_high_inside_tight_clusters():
+    x, y = _blobs(0, spread=0.05)
+    conf = label_confidence(x, y, k=5)
+    assert conf.shape == (len(x),) and (conf > 0.9).all()
+    alone = label_confidence(x, np.arange(len(x)), k=5)
+    assert (alone == 0).all()
+
+
+def test_unknown_baseline_is_refused():
+    with pytest.raises(ValueError, match="unknown baseline"):
+        tune_baseline("kmeans", *_blobs(0))
