@@ -2,14 +2,28 @@
 assembles the run; here it resumes from its fingerprinted folder under ``ckpt``, logs every step to
 dvclive and a progress bar, exports ``out/model.pt`` and writes metrics.
 
+Finished runs (``--cache``): DVC re-runs a training stage whenever any of its dependencies changes,
+and ``data/shards`` changes as a whole when any source gets a photo, even a source this stage does
+not read or a split it does not train on. So a finished run's exported files are kept under
+``cache/<fingerprint>/``, and a stage whose fingerprint is already there copies them back
+byte for byte instead of training again. The fingerprint covers everything that decides the result:
+the params section, the seed, the world size, the device type and torch version, the init weights,
+the bytes of every train shard the run reads (names and content, not only ``index.json``) and the
+source of the code that trains (the library packages and stage modules this stage lists in dvc.yaml).
+The most recently used ``KEEP_FINISHED`` runs are kept per stage; to train a run again anyway
+(``faceops run --force`` re-runs the stage, which then finds its finished run), delete its folder.
+
 Run with ``python -m stages.<stage>`` (one process) or ``torchrun --nproc_per_node N -m stages.<stage>``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
 import shutil
 import time
+from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -20,10 +34,17 @@ from faceops.config import PretrainParams, TrainParams
 from faceops.data.loader import split_urls
 from faceops.io.atomic import atomic_directory
 from faceops.io.checkpoint import MODEL_FILE, RESUME_FILE, load_checkpoint, save_checkpoint
-from faceops.io.layout import SHARD_INDEX
-from faceops.train import build_training, close_distributed, fit, init_distributed, model_record, run_fingerprint
-from faceops.train import summarize
+from faceops.io.jsonl import atomic_write_bytes
+from faceops.train import DistInfo, build_training, close_distributed, fit, init_distributed, model_record
+from faceops.train import run_fingerprint, summarize
 from stages._common import console, progress_bar, write_metrics
+
+#: Finished runs kept per stage in the cache (least recently used go first); each holds one model file.
+KEEP_FINISHED = 4
+#: What a training stage's result depends on in code: the modules dvc.yaml lists as its deps.
+CODE_MODULES = ("faceops.train", "faceops.models", "faceops.losses", "faceops.data", "faceops.io",
+                "faceops.labels", "stages._training", "stages._common")  # fmt: skip
+_CHUNK = 1 << 20
 
 
 class _FileLive(Live):
@@ -49,59 +70,180 @@ def open_live(path: Path) -> _FileLive:
     return _FileLive(dir=str(path), resume=False, save_dvc_exp=False, dvcyaml=None)
 
 
+def _file_digest(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.digest()
+
+
+def code_digest(modules: tuple[str, ...]) -> str:
+    """sha256 over the source files of ``modules`` (a package counts with every ``.py`` file below it).
+
+    Why: a cached run must not outlive a change to the code that trained it (DVC re-runs the stage
+    then, and the stage has to train again, not hand back the old model).
+    """
+    digest = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(f"cannot find module {name!r} to fingerprint the training code")
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if spec.submodule_search_locations else [origin]
+        for path in files:
+            digest.update(f"{name}:{path.relative_to(origin.parent).as_posix()}".encode())
+            digest.update(_file_digest(path))
+    return digest.hexdigest()
+
+
+def shard_digests(urls: list[Path]) -> list[tuple[str, str]]:
+    """``(file name, sha256 hex)`` of each shard in ``urls``: what a run really reads, byte for byte.
+
+    ``index.json`` lists shard names and counts only, so relabelled samples or re-aligned faces would
+    leave it unchanged; the content hashes do not.
+    """
+    return [(url.name, _file_digest(url).hex()) for url in urls]
+
+
+def training_fingerprint(
+    stage: str, cfg: PretrainParams | TrainParams, *, seed: int, world_size: int, device: torch.device,
+    shards: Path, init_id: bytes, modules: tuple[str, ...],
+) -> str:  # fmt: skip
+    """The fingerprint of a run (resume folder and finished-run cache key); see the module docstring."""
+    data = {s.name: shard_digests(split_urls(shards / s.name, "train")) for s in cfg.sources}
+    return run_fingerprint(stage, cfg.model_dump(mode="json"), seed, world_size, device.type, torch.__version__,
+                           code_digest(modules), data, init_id)  # fmt: skip
+
+
+def store_finished(entry: Path, outputs: Mapping[str, Path]) -> None:
+    """Keep copies of a finished run's ``outputs`` (name -> file or folder) under ``entry``, atomically."""
+    with atomic_directory(entry) as staging:
+        for name, path in outputs.items():
+            if path.is_dir():
+                shutil.copytree(path, staging / name)
+            else:
+                shutil.copy2(path, staging / name)
+
+
+def is_finished(entry: Path, names: Iterable[str]) -> bool:
+    """Whether ``entry`` holds a finished run (``store_finished`` writes it whole or not at all)."""
+    return all((entry / name).exists() for name in names)
+
+
+def restore_finished(entry: Path, outputs: Mapping[str, Path]) -> None:
+    """Put the copies kept under ``entry`` back at ``outputs``, byte for byte.
+
+    Each output is replaced atomically, so a kill leaves every output either old or restored.
+    """
+    for name, path in outputs.items():
+        if (entry / name).is_dir():
+            with atomic_directory(path) as staging:
+                shutil.copytree(entry / name, staging, dirs_exist_ok=True)
+        else:
+            atomic_write_bytes(path, (entry / name).read_bytes())
+    os.utime(entry)  # most recently used: pruned last
+
+
+def prune_finished(cache: Path, keep: int = KEEP_FINISHED) -> list[Path]:
+    """Remove all but the ``keep`` most recently used finished runs under ``cache``; return the removed."""
+    entries = sorted((p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: p.stat().st_mtime_ns, reverse=True) if cache.is_dir() else []  # fmt: skip
+    for stale in entries[keep:]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return entries[keep:]
+
+
+def cache_folder(values: list[Path]) -> Path | None:
+    """The ``--cache`` argument (zero or one folder; ``parse_args`` gives optional paths as lists)."""
+    if len(values) > 1:
+        raise SystemExit(f"--cache takes one folder, got {len(values)}: {[str(v) for v in values]}; pass one")
+    return values[0] if values else None
+
+
 def run_training(
     stage: str, cfg: PretrainParams | TrainParams, *, seed: int, shards: Path, out: Path, ckpt: Path, metrics: Path,
-    live: Path, init: dict | None = None, init_id: bytes = b"",
+    live: Path, init_file: Path | None = None, cache: Path | None = None,
 ) -> None:  # fmt: skip
-    """Train ``cfg.model`` on the train splits of ``cfg.sources``; rank 0 writes ``out/model.pt``, metrics, plots."""
+    """Train ``cfg.model`` on the train splits of ``cfg.sources``; rank 0 writes ``out/model.pt``, metrics, plots.
+
+    ``init_file`` is an exported pre-trained model whose weights start the backbone (none when its
+    record says the stage was disabled); its bytes are part of the fingerprint. With ``cache``, a run
+    whose fingerprint finished before is exported from there instead of trained, and a run trained
+    here is kept there (see the module docstring).
+    """
     dist = init_distributed(os.environ)
     try:
         if dist.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
-        run = build_training(
-            cfg.model, shard_urls={s.name: split_urls(shards / s.name, "train") for s in cfg.sources},
-            shares={s.name: s.share for s in cfg.sources}, batch_size=cfg.batch_size, lr=cfg.lr,
-            weight_decay=cfg.weight_decay, backbone_lr_scale=cfg.backbone_lr_scale, warmup_steps=cfg.warmup_steps,
-            steps=cfg.steps, final_lr_ratio=cfg.final_lr_ratio, margin_scale=cfg.margin_scale,
-            margin_cos=cfg.margin_cos, sample_rate=cfg.sample_rate, hflip=cfg.hflip, shuffle_buffer=cfg.shuffle_buffer,
-            num_workers=cfg.num_workers, seed=seed, device=dist.device, init=init,
+        fingerprint = training_fingerprint(
+            stage, cfg, seed=seed, world_size=dist.world_size, device=dist.device, shards=shards,
+            init_id=init_file.read_bytes() if init_file is not None else b"",
+            modules=(*CODE_MODULES, f"stages.{stage}"),
         )  # fmt: skip
-        section = cfg.model_dump(mode="json")
-        indexes = [(shards / s.name / SHARD_INDEX).read_bytes() for s in cfg.sources]
-        resume_file = ckpt / run_fingerprint(stage, section, seed, dist.world_size, init_id, *indexes) / RESUME_FILE
-        resume = load_checkpoint(resume_file, kind="resume") if resume_file.is_file() else None
-        about = {"model_name": cfg.model, "model_args": {}, "params": section, "identities": run.identities,
-                 "seed": seed}  # fmt: skip
-        start = int(resume["step"]) if resume else 0
-        with ExitStack() as stack:
-            hooks, log = [], None
+        entry = cache / fingerprint if cache is not None else None
+        outputs = {"out": out, "metrics.json": metrics, "live": live}
+        if entry is not None and is_finished(entry, outputs):
             if dist.is_main:
-                if resume:
-                    console.print(f"{stage}: resuming from step {start} ({resume_file.parent})")
-                log = stack.enter_context(open_live(live)).log_step
-                for step, values in resume["history"] if resume else []:
-                    log(step, values)
-                advance = stack.enter_context(progress_bar(stage, cfg.steps, "steps"))
-                advance(start)
-                hooks.append(lambda info: advance(1))
-            began = time.perf_counter()
-            result = fit(
-                run.model, run.loss_fn, run.optimizer, run.scheduler, run.batches, steps=cfg.steps, seed=seed,
-                device=dist.device, precision=cfg.precision, grad_clip=cfg.grad_clip, log=log,
-                log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, resume=resume, hooks=hooks,
-                save=lambda state: save_checkpoint(resume_file, {**state, **about}, kind="resume"),
-            )  # fmt: skip
-            seconds = time.perf_counter() - began
-        if dist.is_main:
-            record = model_record(run.model, cfg.model, {}, identities=run.identities, step=result.step,
-                                  params=section, init="pretrain" if init is not None else "scratch")  # fmt: skip
-            with atomic_directory(out) as staging:
-                save_checkpoint(staging / MODEL_FILE, record, kind="model")
-            final = {k: v for k, v in summarize(result.history).items() if k.startswith("loss/")}
-            write_metrics(metrics, {**final, "steps": result.step, "identities": len(run.identities)})
-            shutil.rmtree(resume_file.parent, ignore_errors=True)
-            rate = (result.step - start) * cfg.batch_size * dist.world_size / max(seconds, 1e-9)
-            console.print(f"{stage}: {result.step} steps, loss {final.get('loss/total', float('nan')):.4f}, "
-                          f"{rate:.1f} images/s -> {out / MODEL_FILE}")  # fmt: skip
+                restore_finished(entry, outputs)
+                console.print(f"{stage}: same inputs as the finished run {fingerprint}: exported it from {entry}")
+            return
+        _train(stage, cfg, seed=seed, shards=shards, out=out, resume_file=ckpt / fingerprint / RESUME_FILE,
+               metrics=metrics, live=live, init_file=init_file, dist=dist)  # fmt: skip
+        if entry is not None and dist.is_main:
+            store_finished(entry, outputs)
+            prune_finished(entry.parent)
     finally:
         close_distributed()
+
+
+def _train(
+    stage: str, cfg: PretrainParams | TrainParams, *, seed: int, shards: Path, out: Path, resume_file: Path,
+    metrics: Path, live: Path, init_file: Path | None, dist: DistInfo,
+) -> None:  # fmt: skip
+    """One training run, resumed from ``resume_file`` when it exists; rank 0 exports and writes metrics."""
+    record = load_checkpoint(init_file, kind="model") if init_file is not None else None
+    init = record if record is not None and record["enabled"] else None
+    run = build_training(
+        cfg.model, shard_urls={s.name: split_urls(shards / s.name, "train") for s in cfg.sources},
+        shares={s.name: s.share for s in cfg.sources}, batch_size=cfg.batch_size, lr=cfg.lr,
+        weight_decay=cfg.weight_decay, backbone_lr_scale=cfg.backbone_lr_scale, warmup_steps=cfg.warmup_steps,
+        steps=cfg.steps, final_lr_ratio=cfg.final_lr_ratio, margin_scale=cfg.margin_scale,
+        margin_cos=cfg.margin_cos, sample_rate=cfg.sample_rate, hflip=cfg.hflip, shuffle_buffer=cfg.shuffle_buffer,
+        num_workers=cfg.num_workers, seed=seed, device=dist.device, init=init,
+    )  # fmt: skip
+    section = cfg.model_dump(mode="json")
+    resume = load_checkpoint(resume_file, kind="resume") if resume_file.is_file() else None
+    about = {"model_name": cfg.model, "model_args": {}, "params": section, "identities": run.identities,
+             "seed": seed}  # fmt: skip
+    start = int(resume["step"]) if resume else 0
+    with ExitStack() as stack:
+        hooks, log = [], None
+        if dist.is_main:
+            if resume:
+                console.print(f"{stage}: resuming from step {start} ({resume_file.parent})")
+            log = stack.enter_context(open_live(live)).log_step
+            for step, values in resume["history"] if resume else []:
+                log(step, values)
+            advance = stack.enter_context(progress_bar(stage, cfg.steps, "steps"))
+            advance(start)
+            hooks.append(lambda info: advance(1))
+        began = time.perf_counter()
+        result = fit(
+            run.model, run.loss_fn, run.optimizer, run.scheduler, run.batches, steps=cfg.steps, seed=seed,
+            device=dist.device, precision=cfg.precision, grad_clip=cfg.grad_clip, log=log,
+            log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, resume=resume, hooks=hooks,
+            save=lambda state: save_checkpoint(resume_file, {**state, **about}, kind="resume"),
+        )  # fmt: skip
+        seconds = time.perf_counter() - began
+    if dist.is_main:
+        record = model_record(run.model, cfg.model, {}, identities=run.identities, step=result.step,
+                              params=section, init="pretrain" if init is not None else "scratch")  # fmt: skip
+        with atomic_directory(out) as staging:
+            save_checkpoint(staging / MODEL_FILE, record, kind="model")
+        final = {k: v for k, v in summarize(result.history).items() if k.startswith("loss/")}
+        write_metrics(metrics, {**final, "steps": result.step, "identities": len(run.identities)})
+        shutil.rmtree(resume_file.parent, ignore_errors=True)
+        rate = (result.step - start) * cfg.batch_size * dist.world_size / max(seconds, 1e-9)
+        console.print(f"{stage}: {result.step} steps, loss {final.get('loss/total', float('nan')):.4f}, "
+                      f"{rate:.1f} images/s -> {out / MODEL_FILE}")  # fmt: skip

@@ -2,6 +2,8 @@
 
 Skipping still writes the stage's outputs (a model file that says ``enabled: False``, metrics, an empty
 dvclive folder), so the DVC graph is the same either way and `train` simply starts from scratch.
+With ``--cache FOLDER`` a finished run with the same fingerprint is exported from there instead of
+trained again (``stages._training``).
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ from faceops.io.atomic import atomic_directory
 from faceops.io.checkpoint import MODEL_FILE, save_checkpoint
 from faceops.train import disabled_record
 from stages._common import console, params_or_exit, parse_args, write_metrics
-from stages._training import open_live, run_training
+from stages._training import cache_folder, open_live, run_training
 
 #: Added to ``base.seed`` so pre-training and training draw different random streams.
 SEED_OFFSET = 1_000
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(__doc__, ["shards", "out", "ckpt", "metrics", "live"], argv)
+    args = parse_args(__doc__, ["shards", "out", "ckpt", "metrics", "live"], argv, path_lists=["cache"])
     params = params_or_exit(args.params)
     cfg = params.pretrain
     if not cfg.enabled:
@@ -32,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     run_training(
         "pretrain", cfg, seed=params.base.seed + SEED_OFFSET, shards=args.shards, out=args.out, ckpt=args.ckpt,
-        metrics=args.metrics, live=args.live,
+        metrics=args.metrics, live=args.live, cache=cache_folder(args.cache),
     )  # fmt: skip
 
 

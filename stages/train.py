@@ -2,29 +2,29 @@
 
 The backbone starts from the `pretrain` output when pre-training was enabled (as SwinFace does) and
 learns at ``train.lr * train.backbone_lr_scale``; otherwise the whole model starts from scratch.
+With ``--cache FOLDER`` a finished run with the same fingerprint (which covers the pre-trained
+weights' bytes) is exported from there instead of trained again (``stages._training``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from faceops.io.checkpoint import MODEL_FILE, load_checkpoint
+from faceops.io.checkpoint import MODEL_FILE
 from stages._common import params_or_exit, parse_args
-from stages._training import run_training
+from stages._training import cache_folder, run_training
 
 #: Added to ``base.seed`` so training and pre-training draw different random streams.
 SEED_OFFSET = 2_000
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(__doc__, ["shards", "pretrained", "out", "ckpt", "metrics", "live"], argv)
+    args = parse_args(__doc__, ["shards", "pretrained", "out", "ckpt", "metrics", "live"], argv, path_lists=["cache"])
     params = params_or_exit(args.params)
-    pretrained = args.pretrained / MODEL_FILE
-    record = load_checkpoint(pretrained, kind="model")
     run_training(
         "train", params.train, seed=params.base.seed + SEED_OFFSET, shards=args.shards, out=args.out,
-        ckpt=args.ckpt, metrics=args.metrics, live=args.live, init=record if record["enabled"] else None,
-        init_id=pretrained.read_bytes(),
+        ckpt=args.ckpt, metrics=args.metrics, live=args.live, init_file=args.pretrained / MODEL_FILE,
+        cache=cache_folder(args.cache),
     )  # fmt: skip
 
 
