@@ -30,6 +30,7 @@ import yaml
 
 from faceops.config import SOURCE_NAME_PATTERN, ParamsError, parse_params
 from faceops.io.atomic import atomic_directory
+from faceops.io.digest import sha256_file
 from faceops.io.layout import COCO_ANNOTATIONS, LABELS_CSV
 from flows.inbox import FileSig, looks_in_progress
 from flows.workspace import STATE_DIR
@@ -128,21 +129,13 @@ def _source_format(workspace: Path, source: str) -> str | None:
     return None
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _hashes_in(folder: Path) -> dict[str, str]:
     """sha256 -> relpath of every visible file under ``folder`` (what the ingest stage would scan)."""
     hashes: dict[str, str] = {}
     for path in sorted(folder.rglob("*")):
         relpath = path.relative_to(folder).as_posix()
         if path.is_file() and not path.is_symlink() and not any(p.startswith(".") for p in relpath.split("/")):
-            hashes.setdefault(_sha256_file(path), relpath)
+            hashes.setdefault(sha256_file(path), relpath)
     return hashes
 
 

@@ -10,7 +10,7 @@ byte for byte instead of training again. The fingerprint covers everything that 
 the params section, the seed, the world size, the device type and torch version, the init weights,
 the bytes of every train shard the run reads (names and content, not only ``index.json``) and the
 source of the code that trains (the library packages and stage modules this stage lists in dvc.yaml).
-The most recently used ``KEEP_FINISHED`` runs are kept per stage; to train a run again anyway
+The most recently used ``stages._finished.KEEP_FINISHED`` runs are kept per stage; to train a run again anyway
 (``faceops run --force`` re-runs the stage, which then finds its finished run), delete its folder.
 
 Run with ``python -m stages.<stage>`` (one process) or ``torchrun --nproc_per_node N -m stages.<stage>``.
@@ -18,12 +18,9 @@ Run with ``python -m stages.<stage>`` (one process) or ``torchrun --nproc_per_no
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
 import shutil
 import time
-from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -34,17 +31,15 @@ from faceops.config import PretrainParams, TrainParams
 from faceops.data.loader import split_urls
 from faceops.io.atomic import atomic_directory
 from faceops.io.checkpoint import MODEL_FILE, RESUME_FILE, load_checkpoint, save_checkpoint
-from faceops.io.jsonl import atomic_write_bytes
+from faceops.io.digest import sha256_file
 from faceops.train import DistInfo, build_training, close_distributed, fit, init_distributed, model_record
 from faceops.train import run_fingerprint, summarize
 from stages._common import console, progress_bar, write_metrics
+from stages._finished import code_digest, is_finished, prune_finished, restore_finished, store_finished
 
-#: Finished runs kept per stage in the cache (least recently used go first); each holds one model file.
-KEEP_FINISHED = 4
 #: What a training stage's result depends on in code: the modules dvc.yaml lists as its deps.
 CODE_MODULES = ("faceops.train", "faceops.models", "faceops.losses", "faceops.data", "faceops.io",
                 "faceops.labels", "stages._training", "stages._common")  # fmt: skip
-_CHUNK = 1 << 20
 
 
 class _FileLive(Live):
@@ -70,40 +65,13 @@ def open_live(path: Path) -> _FileLive:
     return _FileLive(dir=str(path), resume=False, save_dvc_exp=False, dvcyaml=None)
 
 
-def _file_digest(path: Path) -> bytes:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.digest()
-
-
-def code_digest(modules: tuple[str, ...]) -> str:
-    """sha256 over the source files of ``modules`` (a package counts with every ``.py`` file below it).
-
-    Why: a cached run must not outlive a change to the code that trained it (DVC re-runs the stage
-    then, and the stage has to train again, not hand back the old model).
-    """
-    digest = hashlib.sha256()
-    for name in modules:
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            raise ModuleNotFoundError(f"cannot find module {name!r} to fingerprint the training code")
-        origin = Path(spec.origin)
-        files = sorted(origin.parent.rglob("*.py")) if spec.submodule_search_locations else [origin]
-        for path in files:
-            digest.update(f"{name}:{path.relative_to(origin.parent).as_posix()}".encode())
-            digest.update(_file_digest(path))
-    return digest.hexdigest()
-
-
 def shard_digests(urls: list[Path]) -> list[tuple[str, str]]:
     """``(file name, sha256 hex)`` of each shard in ``urls``: what a run really reads, byte for byte.
 
     ``index.json`` lists shard names and counts only, so relabelled samples or re-aligned faces would
     leave it unchanged; the content hashes do not.
     """
-    return [(url.name, _file_digest(url).hex()) for url in urls]
+    return [(url.name, sha256_file(url)) for url in urls]
 
 
 def training_fingerprint(
@@ -114,51 +82,6 @@ def training_fingerprint(
     data = {s.name: shard_digests(split_urls(shards / s.name, "train")) for s in cfg.sources}
     return run_fingerprint(stage, cfg.model_dump(mode="json"), seed, world_size, device.type, torch.__version__,
                            code_digest(modules), data, init_id)  # fmt: skip
-
-
-def store_finished(entry: Path, outputs: Mapping[str, Path]) -> None:
-    """Keep copies of a finished run's ``outputs`` (name -> file or folder) under ``entry``, atomically."""
-    with atomic_directory(entry) as staging:
-        for name, path in outputs.items():
-            if path.is_dir():
-                shutil.copytree(path, staging / name)
-            else:
-                shutil.copy2(path, staging / name)
-
-
-def is_finished(entry: Path, names: Iterable[str]) -> bool:
-    """Whether ``entry`` holds a finished run (``store_finished`` writes it whole or not at all)."""
-    return all((entry / name).exists() for name in names)
-
-
-def restore_finished(entry: Path, outputs: Mapping[str, Path]) -> None:
-    """Put the copies kept under ``entry`` back at ``outputs``, byte for byte.
-
-    Each output is replaced atomically, so a kill leaves every output either old or restored.
-    """
-    for name, path in outputs.items():
-        if (entry / name).is_dir():
-            with atomic_directory(path) as staging:
-                shutil.copytree(entry / name, staging, dirs_exist_ok=True)
-        else:
-            atomic_write_bytes(path, (entry / name).read_bytes())
-    os.utime(entry)  # most recently used: pruned last
-
-
-def prune_finished(cache: Path, keep: int = KEEP_FINISHED) -> list[Path]:
-    """Remove all but the ``keep`` most recently used finished runs under ``cache``; return the removed."""
-    entries = sorted((p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                     key=lambda p: p.stat().st_mtime_ns, reverse=True) if cache.is_dir() else []  # fmt: skip
-    for stale in entries[keep:]:
-        shutil.rmtree(stale, ignore_errors=True)
-    return entries[keep:]
-
-
-def cache_folder(values: list[Path]) -> Path | None:
-    """The ``--cache`` argument (zero or one folder; ``parse_args`` gives optional paths as lists)."""
-    if len(values) > 1:
-        raise SystemExit(f"--cache takes one folder, got {len(values)}: {[str(v) for v in values]}; pass one")
-    return values[0] if values else None
 
 
 def run_training(

@@ -14,7 +14,8 @@ from faceops.io.atomic import atomic_directory
 from faceops.io.checkpoint import MODEL_FILE, save_checkpoint
 from faceops.train import disabled_record
 from stages._common import console, params_or_exit, parse_args, write_metrics
-from stages._training import cache_folder, open_live, run_training
+from stages._finished import cache_folder
+from stages._training import open_live, run_training
 
 #: Added to ``base.seed`` so pre-training and training draw different random streams.
 SEED_OFFSET = 1_000

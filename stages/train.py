@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 from faceops.io.checkpoint import MODEL_FILE
 from stages._common import params_or_exit, parse_args
-from stages._training import cache_folder, run_training
+from stages._finished import cache_folder
+from stages._training import run_training
 
 #: Added to ``base.seed`` so training and pre-training draw different random streams.
 SEED_OFFSET = 2_000

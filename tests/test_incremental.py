@@ -15,7 +15,7 @@ import torch
 
 from faceops.io.shards import ShardSample, write_index, write_shards
 from faceops.labels import sample_id
-from stages import _training, pretrain, train
+from stages import _finished, _training, pretrain, train
 
 N_IDS, PER_ID = 3, 4
 SECTION = {"sources": [{"name": "faces", "share": 1.0}], "steps": 2, "warmup_steps": 1, "batch_size": 4,
@@ -142,11 +142,11 @@ def test_code_digest_follows_the_source_files(tmp_path, monkeypatch):
     (package / "__init__.py").write_text("")
     (package / "loop.py").write_text("STEP = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    before = _training.code_digest(("fp_probe",))
-    assert _training.code_digest(("fp_probe",)) == before
+    before = _finished.code_digest(("fp_probe",))
+    assert _finished.code_digest(("fp_probe",)) == before
     (package / "loop.py").write_text("STEP = 2\n")
     importlib.invalidate_caches()
-    assert _training.code_digest(("fp_probe",)) != before
+    assert _finished.code_digest(("fp_probe",)) != before
     sys.modules.pop("fp_probe", None)
 
 
@@ -157,13 +157,13 @@ def test_prune_keeps_the_most_recently_used_runs(tmp_path):
         (tmp_path / f"run{n}").mkdir()
         os.utime(tmp_path / f"run{n}", ns=(n * 10**9, n * 10**9))
     os.utime(tmp_path / "run0")  # just used
-    removed = _training.prune_finished(tmp_path, keep=3)
+    removed = _finished.prune_finished(tmp_path, keep=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run0", "run4", "run5"]
     assert sorted(p.name for p in removed) == ["run1", "run2", "run3"]
 
 
 def test_cache_takes_one_folder():
-    assert _training.cache_folder([]) is None
-    assert _training.cache_folder([Path("a")]) == Path("a")
+    assert _finished.cache_folder([]) is None
+    assert _finished.cache_folder([Path("a")]) == Path("a")
     with pytest.raises(SystemExit, match="one folder"):
-        _training.cache_folder([Path("a"), Path("b")])
+        _finished.cache_folder([Path("a"), Path("b")])

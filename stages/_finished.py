@@ -1,0 +1,90 @@
+"""Finished-run cache shared by the stages that train (``pretrain``, ``train``, ``keypoints``).
+
+Why: DVC re-runs a stage whenever any of its dependencies changes, and folders such as
+``data/shards`` or ``data/raw`` change as a whole when any source gets a photo, even a source the
+stage does not read. A stage that fingerprints exactly what decides its result (the params it
+reads, the bytes of the data it reads, the code that runs, device type and torch version) keeps its
+finished outputs under ``cache/<fingerprint>/`` and, when the same fingerprint comes back, copies
+them back byte for byte instead of training again. The most recently used ``KEEP_FINISHED`` runs
+are kept per stage; delete a folder to force that run to train again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from faceops.io.atomic import atomic_directory
+from faceops.io.digest import sha256_file
+from faceops.io.jsonl import atomic_write_bytes
+
+#: Finished runs kept per stage in the cache (least recently used go first).
+KEEP_FINISHED = 4
+
+
+def code_digest(modules: tuple[str, ...]) -> str:
+    """sha256 over the source files of ``modules`` (a package counts with every ``.py`` file below it).
+
+    Why: a cached run must not outlive a change to the code that trained it (DVC re-runs the stage
+    then, and the stage has to train again, not hand back the old model).
+    """
+    digest = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(f"cannot find module {name!r} to fingerprint the code a stage runs")
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if spec.submodule_search_locations else [origin]
+        for path in files:
+            digest.update(f"{name}:{path.relative_to(origin.parent).as_posix()}".encode())
+            digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def store_finished(entry: Path, outputs: Mapping[str, Path]) -> None:
+    """Keep copies of a finished run's ``outputs`` (name -> file or folder) under ``entry``, atomically."""
+    with atomic_directory(entry) as staging:
+        for name, path in outputs.items():
+            if path.is_dir():
+                shutil.copytree(path, staging / name)
+            else:
+                shutil.copy2(path, staging / name)
+
+
+def is_finished(entry: Path, names: Iterable[str]) -> bool:
+    """Whether ``entry`` holds a finished run (``store_finished`` writes it whole or not at all)."""
+    return all((entry / name).exists() for name in names)
+
+
+def restore_finished(entry: Path, outputs: Mapping[str, Path]) -> None:
+    """Put the copies kept under ``entry`` back at ``outputs``, byte for byte.
+
+    Each output is replaced atomically, so a kill leaves every output either old or restored.
+    """
+    for name, path in outputs.items():
+        if (entry / name).is_dir():
+            with atomic_directory(path) as staging:
+                shutil.copytree(entry / name, staging, dirs_exist_ok=True)
+        else:
+            atomic_write_bytes(path, (entry / name).read_bytes())
+    os.utime(entry)  # most recently used: pruned last
+
+
+def prune_finished(cache: Path, keep: int = KEEP_FINISHED) -> list[Path]:
+    """Remove all but the ``keep`` most recently used finished runs under ``cache``; return the removed."""
+    entries = sorted((p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: p.stat().st_mtime_ns, reverse=True) if cache.is_dir() else []  # fmt: skip
+    for stale in entries[keep:]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return entries[keep:]
+
+
+def cache_folder(values: list[Path]) -> Path | None:
+    """The ``--cache`` argument (zero or one folder; ``parse_args`` gives optional paths as lists)."""
+    if len(values) > 1:
+        raise SystemExit(f"--cache takes one folder, got {len(values)}: {[str(v) for v in values]}; pass one")
+    return values[0] if values else None
