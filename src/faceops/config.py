@@ -81,12 +81,19 @@ class IngestParams(_Section):
 
 
 class AlignParams(_Section):
-    """Face alignment (stage ``align``)."""
+    """Face alignment (stage ``align``).
+
+    Landmarks come from, in order: the source's labels (``use_given_landmarks``), the ``keypoints``
+    stage's pseudo-landmarks when their mean confidence reaches ``pseudo_min_confidence``
+    (``use_pseudo_landmarks``), else the detector.
+    """
 
     detector: Literal["mtcnn"] = "mtcnn"
     min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9
     multiple_faces: Literal["largest", "quarantine"] = "largest"
     use_given_landmarks: bool = True
+    use_pseudo_landmarks: bool = True
+    pseudo_min_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
     workers: Annotated[int, Field(ge=1, le=64)] = 2
     jpeg_quality: Annotated[int, Field(ge=50, le=100)] = 95
 
@@ -102,6 +109,39 @@ class SplitFractions(_Section):
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"train + val + test must sum to 1, got {total:.6g}")
         return self
+
+
+class KeypointsParams(_Section):
+    """Semi-supervised landmarks (stage ``keypoints``, SSPCM) for faces that come without them.
+
+    Per source, faces with given landmarks are the labelled set; ``holdout_fraction`` of them (by id
+    hash) have their landmarks hidden and join the unlabelled ones, so every run measures the
+    pseudo-labels' NME against the truth (the demo hides 90 %: 10 % labels, as in SSPCM's setting).
+    Crops: a square ``crop_spread`` x the landmarks' mean radius around the given landmarks
+    (labelled and held-out, jittered by ``crop_jitter``) or around the detector's landmarks (faces
+    with none). ``max_unlabeled`` caps the unlabelled crops used for *training* (all are predicted).
+    The SSPCM settings not listed keep the library defaults (``faceops.pseudo.SSPCMConfig``).
+    ``compare_supervised`` also trains one network on the labelled crops alone and reports its
+    held-out scores as ``supervised/...`` (the baseline SSPCM has to beat; about 1/6 of the cost).
+    """
+
+    enabled: bool = True
+    sources: list[Annotated[str, Field(pattern=SOURCE_NAME_PATTERN)]] = Field(default_factory=lambda: ["sample"])
+    holdout_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    max_unlabeled: Annotated[int, Field(ge=1)] = 300
+    crop_spread: Annotated[float, Field(gt=1.0, le=10.0)] = 3.5
+    crop_jitter: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1
+    detector: Literal["mtcnn"] = "mtcnn"
+    min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9
+    method: Literal["sspcm", "supervised"] = "sspcm"
+    input_size: Literal[64, 96, 128] = 64
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 20
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
+    lr: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3
+    score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    inconsistency_filter: bool = True
+    inconsistency_threshold: Annotated[float, Field(ge=0.0)] = 0.6
+    compare_supervised: bool = True
 
 
 class ShardParams(_Section):
@@ -231,6 +271,13 @@ class ClusterParams(_Section):
     The GCN learns "same identity?" for kNN edges on ``train_on`` (a labelled embedding set) and then
     clusters ``target``. In the demo the target is the sample's held-out test identities, clustered as
     if unlabeled; their hidden labels only score the result (metrics), never steer it.
+    ``k1, k2, u``: the instance pivot subgraph (1-hop, 2-hop neighbours, active links); ``max_size``
+    caps a pseudo-identity; ``min_members``: smaller clusters stay out of the pseudo-label shards (a
+    one-face class teaches nothing). A baseline ``method`` chooses its free parameter (threshold,
+    distance, min cluster size) by pairwise F on ``train_on``; ``compare_baselines`` scores them all.
+    ``calibration_share`` of ``train_on``'s identities (by name hash) are kept out of GCN training and
+    choose the propagation's ``min_score`` and ``max_size`` (``max_size`` then caps the candidates);
+    0 trains on all of them and uses ``min_score`` and ``max_size`` as given.
     """
 
     method: Literal["gcn", "threshold", "hdbscan", "agglomerative"] = "gcn"
@@ -242,7 +289,9 @@ class ClusterParams(_Section):
     epochs: Annotated[int, Field(ge=1, le=1000)] = 4
     max_size: Annotated[int, Field(ge=2)] = 300
     min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
-    threshold: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.5
+    min_members: Annotated[int, Field(ge=1)] = 2
+    compare_baselines: bool = True
+    calibration_share: Annotated[float, Field(ge=0.0, le=0.9)] = 0.3
 
     @model_validator(mode="after")
     def _hops_fit(self) -> "ClusterParams":
@@ -314,6 +363,7 @@ class Params(_Section):
     sample: SampleParams = Field(default_factory=SampleParams)
     ingest: IngestParams = Field(default_factory=IngestParams)
     align: AlignParams = Field(default_factory=AlignParams)
+    keypoints: KeypointsParams = Field(default_factory=KeypointsParams)
     shard: ShardParams = Field(default_factory=ShardParams)
     report: ReportParams = Field(default_factory=ReportParams)
     pretrain: PretrainParams = Field(default_factory=PretrainParams)
