@@ -1,11 +1,11 @@
-"""Baselines tuned on a labelled set (faceops.cluster.select)."""
+"""Free parameters tuned on a labelled set (faceops.cluster.select)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from faceops.cluster.select import baseline_labels, label_confidence, tune_baseline
+from faceops.cluster.select import baseline_labels, label_confidence, tune_baseline, tune_propagation
 
 
 def _blobs(seed: int, n_ids: int = 12, per: int = 6, spread: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
@@ -43,3 +43,24 @@ def test_label_confidence_is_zero_for_singletons_and_high_inside_tight_clusters(
 def test_unknown_baseline_is_refused():
     with pytest.raises(ValueError, match="unknown baseline"):
         tune_baseline("kmeans", *_blobs(0))
+
+
+def _scored_pairs(labels: np.ndarray, same: float, other: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair as an edge, scored ``same`` within an identity and ``other`` across."""
+    i, j = np.triu_indices(len(labels), k=1)
+    return np.stack([i, j], 1), np.where(labels[i] == labels[j], same, other)
+
+
+def test_propagation_tuning_keeps_the_score_that_separates_identities():
+    labels = np.repeat(np.arange(4), 5)
+    edges, scores = _scored_pairs(labels, same=0.9, other=0.4)
+    (min_score, max_size), f = tune_propagation(edges, scores, labels, grid=[(0.3, 50), (0.5, 50), (0.95, 50)])
+    assert (min_score, max_size) == (0.5, 50)  # 0.3 merges everything, 0.95 keeps only singletons
+    assert f == pytest.approx(1.0)
+
+
+def test_propagation_tuning_breaks_ties_by_grid_order():
+    labels = np.repeat(np.arange(4), 5)
+    edges, scores = _scored_pairs(labels, same=0.9, other=0.4)
+    assert tune_propagation(edges, scores, labels, grid=[(0.6, 50), (0.5, 50)])[0] == (0.6, 50)
+    assert tune_propagation(edges, scores, labels, grid=[(0.5, 50), (0.6, 50)])[0] == (0.5, 50)

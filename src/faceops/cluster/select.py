@@ -1,8 +1,10 @@
-"""Baselines with their one free parameter chosen on a labelled set (never on the set they cluster).
+"""Free parameters chosen on a labelled set (never on the set being clustered).
 
-Why: a baseline with a hand-picked threshold is either secretly tuned on the evaluated data or
-unfairly weak. Each baseline here gets the supervision the linkage GCN gets: the labelled source,
-on which the parameter with the best pairwise F is kept.
+Why: a method with a hand-picked threshold is either secretly tuned on the evaluated data or
+unfairly weak. Each baseline gets the supervision the linkage GCN gets: the labelled source, on
+which the parameter with the best pairwise F is kept. The GCN's own free parameters (the edge
+score it trusts and the cluster-size cap of the propagation) are chosen the same way, on labelled
+identities the GCN was not trained on (``tune_propagation``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import numpy as np
 from faceops.cluster.baselines import agglomerative, hdbscan_labels, threshold_cc
 from faceops.cluster.knn import knn
 from faceops.cluster.metrics import pairwise
+from faceops.cluster.propagate import propagate
 
-__all__ = ["BASELINE_GRIDS", "baseline_labels", "label_confidence", "tune_baseline"]
+__all__ = ["BASELINE_GRIDS", "PROPAGATION_GRID", "baseline_labels", "label_confidence", "tune_baseline",
+           "tune_propagation"]
 
 #: Candidate values per baseline: cosine threshold, average-linkage cosine distance, HDBSCAN min size.
 BASELINE_GRIDS: dict[str, tuple[float, ...]] = {
@@ -23,6 +27,11 @@ BASELINE_GRIDS: dict[str, tuple[float, ...]] = {
     "agglomerative": tuple(np.round(np.arange(0.1, 0.91, 0.05), 2)),
     "hdbscan": (2, 3, 4, 6, 8, 12, 16),
 }
+
+#: Candidate (min_score, max_size) pairs for the GCN's propagation (``propagate``).
+PROPAGATION_GRID: tuple[tuple[float, int], ...] = tuple(
+    (score, size) for score in (0.3, 0.5, 0.7, 0.8, 0.9, 0.95) for size in (50, 100, 200, 300)
+)
 
 
 def baseline_labels(method: str, features: np.ndarray, value: float, *, k: int = 10) -> np.ndarray:
@@ -47,6 +56,25 @@ def tune_baseline(
     scores = [pairwise(labels, baseline_labels(method, features, value, k=k))[2] for value in candidates]
     best = int(np.argmax(scores))
     return float(candidates[best]), float(scores[best])
+
+
+def tune_propagation(
+    edges: np.ndarray, scores: np.ndarray, labels: np.ndarray, *,
+    grid: Sequence[tuple[float, int]] = PROPAGATION_GRID,
+) -> tuple[tuple[float, int], float]:
+    """(best (min_score, max_size), its pairwise F) of ``propagate`` on a labelled set's scored edges.
+
+    Args:
+        edges, scores: the set's GCN links (``gcn_links``) from a model that did not train on it.
+        labels: [N] the set's true identities.
+        grid: candidate pairs; the first of equally good ones wins (deterministic).
+    """
+    labels = np.asarray(labels)
+    if not grid:
+        raise ValueError("tune_propagation needs at least one (min_score, max_size) candidate")
+    found = [pairwise(labels, propagate(len(labels), edges, scores, min_score=s, max_size=m))[2] for s, m in grid]
+    best = int(np.argmax(found))
+    return (float(grid[best][0]), int(grid[best][1])), float(found[best])
 
 
 def label_confidence(features: np.ndarray, labels: np.ndarray, *, k: int = 10) -> np.ndarray:
