@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,11 +20,10 @@ import pytest
 import yaml
 
 from flows.workspace import stale_stages
+from tiny_workspace import TINY, copy_project, tiny_params
 
 pytestmark = pytest.mark.slow
 
-TINY = {"identities": 10, "images_per_identity": 4, "min_side": 160, "max_side": 200}
-FIT = {"steps": 3, "warmup_steps": 1, "batch_size": 8, "checkpoint_every": 2, "shuffle_buffer": 16}
 
 
 def _sh(cmd: list[str], cwd: Path, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -41,23 +39,8 @@ def _digests(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, request):
-    repo = Path(__file__).resolve().parents[1]
     root = tmp_path_factory.mktemp("ws")
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(repo / name, root / name)
-    for folder in ("stages", "src"):
-        shutil.copytree(repo / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["sample"].update(TINY)
-    params["align"]["workers"] = 1
-    params["shard"]["maxcount"] = 8
-    params["report"]["faces_per_split"] = 8
-    params["pretrain"].update(FIT)
-    params["train"].update(FIT)
-    params["evaluate"].update({"n_pairs": 40, "folds": 4})
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / "data" / "verification").mkdir(parents=True)
-    (root / "data" / "verification" / "README.md").write_text("verification sets\n")
+    copy_project(root, tiny_params())
     env = {**os.environ, "PREFECT_HOME": str(root / ".faceops" / "prefect"), "OMP_NUM_THREADS": "1"}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
     _sh(["git", "init", "-q"], root, env)
@@ -79,7 +62,8 @@ def test_first_run_goes_through_prefect_and_builds_everything(workspace):
     root, env = workspace
     result = _faceops(["run"], root, env)
     assert "pipeline finished" in result.stdout, result.stdout + result.stderr
-    assert _ran(result.stdout) == {"sample", "ingest", "align", "shard", "pretrain", "train", "evaluate", "report"}
+    assert _ran(result.stdout) == {"sample", "ingest", "keypoints", "align", "shard", "pretrain", "train",
+                                   "evaluate", "embed", "cluster", "report"}  # fmt: skip
     index = yaml.safe_load((root / "data/shards/sample/index.json").read_text())
     n = TINY["identities"] * TINY["images_per_identity"]
     assert index["samples"] == n
@@ -119,6 +103,20 @@ def test_first_run_evaluates_the_trained_model(workspace):
     metrics = yaml.safe_load((root / "metrics/evaluate.json").read_text())
     assert 0.0 <= metrics["sample/expr/acc"] <= 1.0
     assert (root / "models/swinface/model.pt").is_file()
+
+
+def test_first_run_clusters_and_predicts_landmarks(workspace):
+    root, _ = workspace
+    cluster = yaml.safe_load((root / "metrics/cluster.json").read_text())
+    assert 1 <= cluster["clusters"] <= cluster["samples"]
+    assert 0.0 <= cluster["gcn/pairwise/f"] <= 1.0
+    assert {"threshold/bcubed/f", "hdbscan/nmi", "agglomerative/pairwise/f", "propagation/min_score"} <= set(cluster)
+    pseudo = yaml.safe_load((root / "data/pseudo/sample/index.json").read_text())
+    assert pseudo["samples"] == cluster["pseudo_samples"]
+    keypoints = yaml.safe_load((root / "metrics/keypoints.json").read_text())
+    assert keypoints["labelled"] + keypoints["heldout"] == TINY["identities"] * TINY["images_per_identity"]
+    assert keypoints["heldout/nme"] > 0.0
+    assert (root / "models/keypoints/keypoints.pt").is_file()
 
 
 def test_killed_shard_stage_rerun_gives_identical_bytes(workspace):

@@ -30,10 +30,9 @@ from faceops.config import parse_params
 from faceops.sample import generate_sample
 from flows.serve import EVENT_SETTLED, ServeError, build_deployments, workspace_slug
 from flows.workspace import stale_stages
+from tiny_workspace import copy_project, tiny_params
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"identities": 10, "images_per_identity": 4, "min_side": 160, "max_side": 200}
-FIT = {"steps": 3, "warmup_steps": 1, "batch_size": 8, "checkpoint_every": 2, "shuffle_buffer": 16}
 SERVER_START_S = 240
 RUN_S = 480
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -46,24 +45,10 @@ def _free_port() -> int:
 
 
 def _make_workspace(root: Path) -> dict:
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, root / name)
-    for folder in ("stages", "src"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["sample"].update(TINY)
-    params["align"]["workers"] = 1
-    params["shard"]["maxcount"] = 8
-    params["report"]["faces_per_split"] = 8
-    params["pretrain"].update(FIT, enabled=False)
-    params["train"].update(FIT)
-    params["evaluate"].update({"n_pairs": 40, "folds": 4})
-    params["ops"] = {"inbox": {"path": "data/inbox", "settle_seconds": 2.0, "poll_seconds": 0.5},
-                     "retrain": {"cron": "0 3 * * 0", "timezone": "Europe/Berlin", "enabled": True},
-                     "commit_versions": True}  # fmt: skip
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / "data" / "verification").mkdir(parents=True)
-    (root / "data" / "verification" / "README.md").write_text("verification sets\n")
+    ops = {"inbox": {"path": "data/inbox", "settle_seconds": 2.0, "poll_seconds": 0.5},
+           "retrain": {"cron": "0 3 * * 0", "timezone": "Europe/Berlin", "enabled": True},
+           "commit_versions": True}  # fmt: skip
+    copy_project(root, tiny_params(pretrain={"enabled": False}, ops=ops))
     (root / ".gitignore").write_text(".faceops/\n")
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(PREFECT_HOME=str(root / ".faceops" / "prefect"), OMP_NUM_THREADS="1",

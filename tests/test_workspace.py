@@ -29,14 +29,14 @@ def test_stage_order_comes_from_dvc_and_respects_deps(repo_root):
 
 
 def test_stage_order_with_target_keeps_only_upstream(repo_root):
-    assert stage_order(repo_root, ["align"]) == ["sample", "ingest", "align"]
+    assert stage_order(repo_root, ["align"]) == ["sample", "ingest", "keypoints", "align"]
 
 
 def test_stage_names_do_not_depend_on_the_current_directory(repo_root, tmp_path, monkeypatch):
     here = stage_order(repo_root)
     monkeypatch.chdir(tmp_path)
     assert stage_order(repo_root) == here
-    assert stage_order(repo_root, ["align"]) == ["sample", "ingest", "align"]
+    assert stage_order(repo_root, ["align"]) == ["sample", "ingest", "keypoints", "align"]
     with pytest.raises(WorkspaceError, match="unknown stage"):
         stage_order(repo_root, ["nope"])
 

@@ -1,0 +1,47 @@
+"""Shared set-up for the tests that run the real pipeline in a temporary git + DVC workspace.
+
+One place says how the demo's params shrink to a test-sized run (40 tiny faces, a few training
+steps, one keypoint epoch, a 3-neighbour clustering graph), so every such test exercises the same
+stages with the same sizes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"identities": 10, "images_per_identity": 4, "min_side": 160, "max_side": 200}
+FIT = {"steps": 3, "warmup_steps": 1, "batch_size": 8, "checkpoint_every": 2, "shuffle_buffer": 16}
+
+
+def tiny_params(**overrides: dict[str, Any]) -> dict[str, Any]:
+    """The repository's params.yaml shrunk to test size; ``overrides`` update whole sections."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["sample"].update(TINY)
+    params["align"]["workers"] = 1
+    params["shard"]["maxcount"] = 8
+    params["report"]["faces_per_split"] = 8
+    params["pretrain"].update(FIT)
+    params["train"].update(FIT)
+    params["evaluate"].update({"n_pairs": 40, "folds": 4})
+    params["keypoints"].update({"epochs": 1, "max_unlabeled": 8, "batch_size": 8})
+    params["embed"]["batch_size"] = 16
+    params["cluster"].update({"k1": 3, "k2": 2, "u": 2, "epochs": 1})
+    for section, values in overrides.items():
+        params[section] = {**params.get(section, {}), **values}
+    return params
+
+
+def copy_project(root: Path, params: dict[str, Any]) -> None:
+    """dvc.yaml, stages/, src/, the given params and an (empty) verification folder into ``root``."""
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(REPO / name, root / name)
+    for folder in ("stages", "src"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / "data" / "verification").mkdir(parents=True)
+    (root / "data" / "verification" / "README.md").write_text("verification sets\n")
