@@ -1,12 +1,12 @@
-"""Finished-run cache shared by the stages that train (``pretrain``, ``train``, ``keypoints``).
+"""Finished-run cache shared by the stages (``pretrain``, ``train``, ``keypoints``, ``embed``, ``evaluate``, ``cluster``).
 
 Why: DVC re-runs a stage whenever any of its dependencies changes, and folders such as
 ``data/shards`` or ``data/raw`` change as a whole when any source gets a photo, even a source the
 stage does not read. A stage that fingerprints exactly what decides its result (the params it
 reads, the bytes of the data it reads, the code that runs, device type and torch version) keeps its
 finished outputs under ``cache/<fingerprint>/`` and, when the same fingerprint comes back, copies
-them back byte for byte instead of training again. The most recently used ``KEEP_FINISHED`` runs
-are kept per stage; delete a folder to force that run to train again.
+them back byte for byte instead of computing them again (``reuse_or_run``). The most recently used
+``KEEP_FINISHED`` runs are kept per stage; delete a folder to force that run to happen again.
 """
 
 from __future__ import annotations
@@ -15,12 +15,19 @@ import hashlib
 import importlib.util
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+import torch
+
+from faceops.data.loader import split_urls
 from faceops.io.atomic import atomic_directory
 from faceops.io.digest import sha256_file
 from faceops.io.jsonl import atomic_write_bytes
+from faceops.io.layout import SHARD_INDEX
+from faceops.io.shards import read_index
+from faceops.train import run_fingerprint
+from stages._common import console
 
 #: Finished runs kept per stage in the cache (least recently used go first).
 KEEP_FINISHED = 4
@@ -88,3 +95,48 @@ def cache_folder(values: list[Path]) -> Path | None:
     if len(values) > 1:
         raise SystemExit(f"--cache takes one folder, got {len(values)}: {[str(v) for v in values]}; pass one")
     return values[0] if values else None
+
+
+def shard_digests(urls: list[Path]) -> list[tuple[str, str]]:
+    """``(file name, sha256 hex)`` of each shard in ``urls``: what a run really reads, byte for byte.
+
+    ``index.json`` lists shard names and counts only, so relabelled samples or re-aligned faces would
+    leave it unchanged; the content hashes do not.
+    """
+    return [(url.name, sha256_file(url)) for url in urls]
+
+
+def split_digests(shards: Path, source: str, splits: Sequence[str]) -> dict[str, object]:
+    """The bytes a stage reads from one source's shard set: its index and the shards of ``splits``
+    (None for a split the source does not have)."""
+    folder = shards / source
+    present = read_index(folder)["splits"]
+    return {"index": sha256_file(folder / SHARD_INDEX),
+            **{split: shard_digests(split_urls(folder, split)) if split in present else None for split in splits}}
+
+
+def reuse_or_run(
+    stage: str, cache: Path | None, parts: Sequence[object], outputs: Mapping[str, Path], run: Callable[[], None],
+    *, modules: Sequence[str] = (), device: str = "cpu",
+) -> bool:  # fmt: skip
+    """Run ``run`` (which writes ``outputs``) unless a finished run with the same fingerprint is cached.
+
+    The fingerprint covers ``parts`` (params, seed, data digests: what decides the outputs), the
+    source of ``modules``, the device type and torch's version. Without ``cache`` it just runs.
+
+    Returns:
+        True when the outputs were restored from the cache, False when ``run`` ran.
+    """
+    if cache is None:
+        run()
+        return False
+    entry = cache / run_fingerprint(stage, *parts, code_digest(tuple(modules)), device, torch.__version__)
+    if is_finished(entry, outputs):
+        restore_finished(entry, outputs)
+        console.print(f"{stage}: same inputs as the finished run {entry.name}: restored its outputs from {entry}")
+        return True
+    run()
+    store_finished(entry, outputs)
+    prune_finished(cache)
+    return False
+

@@ -31,11 +31,10 @@ from faceops.config import PretrainParams, TrainParams
 from faceops.data.loader import split_urls
 from faceops.io.atomic import atomic_directory
 from faceops.io.checkpoint import MODEL_FILE, RESUME_FILE, load_checkpoint, save_checkpoint
-from faceops.io.digest import sha256_file
 from faceops.train import DistInfo, build_training, close_distributed, fit, init_distributed, model_record
 from faceops.train import run_fingerprint, summarize
 from stages._common import console, progress_bar, write_metrics
-from stages._finished import code_digest, is_finished, prune_finished, restore_finished, store_finished
+from stages._finished import code_digest, is_finished, prune_finished, restore_finished, shard_digests, store_finished
 
 #: What a training stage's result depends on in code: the modules dvc.yaml lists as its deps.
 CODE_MODULES = ("faceops.train", "faceops.models", "faceops.losses", "faceops.data", "faceops.io",
@@ -63,15 +62,6 @@ class _FileLive(Live):
 def open_live(path: Path) -> _FileLive:
     """A dvclive logger writing ``path/plots/metrics/...`` and ``path/metrics.json`` (no dvc.yaml, no exp)."""
     return _FileLive(dir=str(path), resume=False, save_dvc_exp=False, dvcyaml=None)
-
-
-def shard_digests(urls: list[Path]) -> list[tuple[str, str]]:
-    """``(file name, sha256 hex)`` of each shard in ``urls``: what a run really reads, byte for byte.
-
-    ``index.json`` lists shard names and counts only, so relabelled samples or re-aligned faces would
-    leave it unchanged; the content hashes do not.
-    """
-    return [(url.name, sha256_file(url)) for url in urls]
 
 
 def training_fingerprint(

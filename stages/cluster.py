@@ -6,32 +6,38 @@ sample: cluster, its size, confidence) and a shard set ``<out>/<source>/train-*.
 holding the members of clusters with at least ``cluster.min_members`` faces under their pseudo
 identity, readable by every training path like real labels. When the target's true identities are
 known (the demo's held-out split), they only score the result (``metrics/cluster.json``), next to
-the baselines, each with its free parameter chosen on the labelled set.
+the baselines, each with its free parameter chosen on the labelled set. With ``--cache FOLDER`` the
+outputs of a finished run with the same embeddings, target shards, params and code are restored
+instead (``stages._finished``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from faceops.cluster import METHODS, LinkageGCN, clustering_scores, gcn_links, pseudo_labels, train_linkage_gcn
 from faceops.cluster.select import PROPAGATION_GRID, baseline_labels, label_confidence, tune_baseline, tune_propagation
-from faceops.config import ClusterParams
+from faceops.config import ClusterParams, Params
 from faceops.data.loader import split_urls
 from faceops.data.relabel import write_relabelled_shards
 from faceops.data.split import identity_unit
 from faceops.io.atomic import atomic_directory
+from faceops.io.digest import sha256_file
 from faceops.io.embeddings import read_embeddings
 from faceops.io.jsonl import write_jsonl
 from faceops.io.shards import write_index
 from stages._common import params_or_exit, parse_args, print_counts, write_metrics
+from stages._finished import cache_folder, reuse_or_run, split_digests
 
 GCN_FILE = "gcn.pt"
 PROPAGATION_FILE = "propagation.json"
 PSEUDO_LABELS = "pseudo_labels.jsonl"
 CALIBRATION_SALT = "cluster-calibration"
+CODE_MODULES = ("faceops.cluster", "faceops.data", "faceops.io", "stages.cluster", "stages._common")
 
 
 def _calibration_mask(identities: Sequence[str], share: float) -> np.ndarray | None:
@@ -58,8 +64,20 @@ def _fit_gcn(vectors: np.ndarray, labels: np.ndarray, held: np.ndarray | None, c
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(__doc__, ["embeddings", "shards", "out", "model-out", "metrics"], argv)
+    args = parse_args(__doc__, ["embeddings", "shards", "out", "model-out", "metrics"], argv, path_lists=["cache"])
     params = params_or_exit(args.params)
+    cfg = params.cluster
+    sets = {f"{ref.source}/{ref.split}.{ext}": sha256_file(args.embeddings / ref.source / f"{ref.split}.{ext}")
+            for ref in (cfg.train_on, cfg.target) for ext in ("npy", "jsonl")}  # fmt: skip
+    parts = [cfg.model_dump(mode="json"), params.base.seed, params.shard.maxcount, sets,
+             split_digests(args.shards, cfg.target.source, [cfg.target.split])]  # fmt: skip
+    outputs = {"out": args.out, "model": args.model_out, "metrics.json": args.metrics}
+    reuse_or_run("cluster", cache_folder(args.cache), parts, outputs, lambda: _run(args, params),
+                 modules=CODE_MODULES)  # fmt: skip
+
+
+def _run(args: Any, params: Params) -> None:
+    """Train the GCN, cluster the target, write pseudo-labels, shards, model and metrics."""
     cfg = params.cluster
     seed = params.base.seed
     torch.manual_seed(seed)

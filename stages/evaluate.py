@@ -1,25 +1,36 @@
-"""Stage `evaluate`: verification, expression, age, attributes, gender and per-group metrics of the trained model."""
+"""Stage `evaluate`: verification, expression, age, attributes, gender and per-group metrics of the trained model.
+
+With ``--cache FOLDER`` the metrics and plots of a finished run with the same model, shards read,
+verification sets, params and code are restored instead (``stages._finished``).
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
+from faceops.config import Params
 from faceops.data.loader import make_loader, split_urls
 from faceops.eval.evaluate import predict, score_predictions
 from faceops.eval.verification import cosine_scores, verification_metrics
 from faceops.io.atomic import atomic_directory
 from faceops.io.checkpoint import MODEL_FILE
+from faceops.io.digest import sha256_file
 from faceops.io.insightface import load_verification_bin
 from faceops.io.jsonl import atomic_write_text
 from faceops.train.batch import normalize_images
 from faceops.train.export import load_trained_model
 from stages._common import params_or_exit, parse_args, print_counts, write_metrics
+from stages._finished import cache_folder, reuse_or_run, split_digests
+
+CODE_MODULES = ("faceops.eval", "faceops.train", "faceops.models", "faceops.data", "faceops.io", "stages.evaluate",
+                "stages._common")  # fmt: skip
 
 
 def _bin_metrics(model: torch.nn.Module, path: Path, *, batch_size: int, folds: int) -> dict[str, float]:
@@ -36,11 +47,23 @@ def _bin_metrics(model: torch.nn.Module, path: Path, *, batch_size: int, folds: 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(__doc__, ["model", "shards", "verification", "metrics", "plots"], argv)
+    args = parse_args(__doc__, ["model", "shards", "verification", "metrics", "plots"], argv, path_lists=["cache"])
     params = params_or_exit(args.params)
     cfg = params.evaluate
-    torch.manual_seed(params.base.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    bins = {name: sha256_file(path) if (path := args.verification / f"{name}.bin").is_file() else None
+            for name in cfg.bin_sets}  # fmt: skip
+    reads = {source: split_digests(args.shards, source, [cfg.split]) for source in cfg.sources}
+    parts = [cfg.model_dump(mode="json"), params.base.seed, sha256_file(args.model / MODEL_FILE), reads, bins]
+    outputs = {"plots": args.plots, "metrics.json": args.metrics}
+    reuse_or_run("evaluate", cache_folder(args.cache), parts, outputs, lambda: _run(args, params, device),
+                 modules=CODE_MODULES, device=device)  # fmt: skip
+
+
+def _run(args: Any, params: Params, device: str) -> None:
+    """Score the trained model on every source's ``evaluate.split`` and the .bin sets; write metrics and plots."""
+    cfg = params.evaluate
+    torch.manual_seed(params.base.seed)
     model, record = load_trained_model(args.model / MODEL_FILE, map_location=device)
     model.to(device)
     autocast = torch.bfloat16 if device == "cuda" else None

@@ -47,9 +47,8 @@ from faceops.pseudo import (
     predict_keypoints,
     train_keypoint_models,
 )
-from faceops.train import run_fingerprint
-from stages._common import console, params_or_exit, parse_args, print_counts, progress_bar, write_metrics
-from stages._finished import cache_folder, code_digest, is_finished, prune_finished, restore_finished, store_finished
+from stages._common import params_or_exit, parse_args, print_counts, progress_bar, write_metrics
+from stages._finished import cache_folder, reuse_or_run
 
 MODEL_FILE = "keypoints.pt"
 BODY_MODEL_FILE = "body.pt"
@@ -264,31 +263,18 @@ def _manifest_rows(task: _Task, points: np.ndarray, confidence: np.ndarray) -> l
             for t, p, c in zip(task.targets, points, confidence, strict=True)]  # fmt: skip
 
 
-def _fingerprint(params: Params, rows: list[dict[str, Any]]) -> str:
-    """What decides this stage's outputs: its params, the seed, the rows it reads (ids, image bytes via
-    their sha256, labels), the code and torch's version; not the other sources' photos, whose arrival
-    makes DVC re-run the stage (``data/raw`` is one dependency) without changing anything here."""
-    used = [(r["id"], r["source"], r["path"], r["sha256"], r["labels"]) for r in rows]
-    return run_fingerprint("keypoints", params.keypoints.model_dump(mode="json"), params.base.seed,
-                           params.ingest.max_pixels, torch.__version__, code_digest(CODE_MODULES), used)  # fmt: skip
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__, ["raw", "interim", "out", "model-out", "metrics"], argv, path_lists=["cache"])
     params = params_or_exit(args.params)
     cfg = params.keypoints
     rows = [r for r in read_jsonl(args.interim / MANIFEST) if cfg.enabled and r["source"] in cfg.sources]
-    cache = cache_folder(args.cache)
-    outputs = {"out": args.out, "model": args.model_out, "metrics.json": args.metrics}
-    entry = cache / _fingerprint(params, rows) if cache is not None else None
-    if entry is not None and is_finished(entry, outputs):
-        restore_finished(entry, outputs)
-        console.print(f"keypoints: same inputs as the finished run {entry.name}: exported it from {entry}")
-        return
-    _run(args, params, rows)
-    if entry is not None:
-        store_finished(entry, outputs)
-        prune_finished(cache)
+    # What decides the outputs: the params, the seed and the rows read (image bytes via their sha256);
+    # not the other sources' photos, whose arrival makes DVC re-run the stage (data/raw is one dependency).
+    used = [(r["id"], r["source"], r["path"], r["sha256"], r["labels"]) for r in rows]
+    reuse_or_run("keypoints", cache_folder(args.cache),
+                 [cfg.model_dump(mode="json"), params.base.seed, params.ingest.max_pixels, used],
+                 {"out": args.out, "model": args.model_out, "metrics.json": args.metrics},
+                 lambda: _run(args, params, rows), modules=CODE_MODULES)  # fmt: skip
 
 
 def _run(args: Any, params: Params, rows: list[dict[str, Any]]) -> None:
