@@ -34,7 +34,7 @@ from prefect.artifacts import create_markdown_artifact
 from faceops.config import Params, PipelineParams, load_params
 from flows.inbox import settled_files, snapshot
 from flows.pipeline import dvc_stage, pipeline
-from flows.promotion import promote_if_better
+from flows.promotion import promote_if_better, train_from_promoted
 from flows.sources import AddResult, add_files_to_source
 from flows.versioning import record_version
 from flows.workspace import stage_order, stale_stages, sweep_staging, workspace_lock
@@ -155,7 +155,8 @@ def retrain(root: str, stage: str = "train") -> dict:
 
     Upstream stages run only if stale (new data gets in); ``stage`` itself runs even if DVC calls it up to
     date; downstream stages then run because its outputs changed (or stay as they are when it reproduced
-    the same bytes, which DVC decides).
+    the same bytes, which DVC decides). With ``ops.retrain.from_promoted``, ``train.init`` first moves to
+    the newest promotion tag, so the run fine-tunes the promoted model.
 
     Args:
         root: workspace root.
@@ -164,6 +165,9 @@ def retrain(root: str, stage: str = "train") -> dict:
     workspace = Path(root).resolve()
     params = load_params(workspace / "params.yaml")
     with _queued_lock(workspace, params):
+        if params.ops.retrain.from_promoted:
+            tag = train_from_promoted(workspace)
+            get_run_logger().info("train.init: %s", f"fine-tunes {tag}" if tag else "nothing promoted yet, unchanged")
         upstream = [s for s in stage_order(workspace, [stage]) if s != stage]
         runs = _run_stale(workspace, upstream) if upstream else []
         runs.append(_forced(workspace, params.pipeline, stage))

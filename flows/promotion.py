@@ -18,7 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from faceops.config import PromotionParams
+import yaml
+
+from faceops.config import PromotionParams, parse_params
 from flows.versioning import (
     METRICS_FILE,
     VersionError,
@@ -32,7 +34,7 @@ from flows.versioning import (
 )
 
 __all__ = ["MODEL_TAG", "PromotionDecision", "PromotionError", "decide_promotion", "promote_if_better",
-           "promoted_model"]  # fmt: skip
+           "promoted_model", "train_from_promoted"]  # fmt: skip
 
 log = logging.getLogger("faceops.promotion")
 
@@ -151,6 +153,30 @@ def promoted_model(workspace: Path) -> tuple[str, str] | None:
     tagged = [(_tag_number(tag), tag, sha) for sha, tags in tags_by_commit(root).items() for tag in tags]
     best = max((t for t in tagged if t[0] > 0), default=None)
     return None if best is None else (best[1], best[2])
+
+
+def train_from_promoted(workspace: Path) -> str | None:
+    """Point ``train.init`` in params.yaml at the newest ``model@vN`` tag; that tag, or None if none exists.
+
+    The retrain flow calls this when ``ops.retrain.from_promoted`` is on, so a scheduled run fine-tunes the
+    promoted model. Writing the tag into params (rather than resolving "the latest" inside the stage) keeps
+    the run reproducible: DVC sees the params change, re-runs ``train`` and pins the tag in dvc.lock. Like
+    a new source, the rewrite drops params.yaml's comments (PyYAML does not keep them).
+
+    Raises:
+        ParamsError: params.yaml with the tag would not validate (it is left as it was).
+    """
+    root = Path(workspace).resolve()
+    current = promoted_model(root)
+    if current is None:
+        return None
+    path = root / "params.yaml"
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if (raw.get("train") or {}).get("init") != current[0]:
+        raw.setdefault("train", {})["init"] = current[0]
+        parse_params(raw, origin=str(path))
+        path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return current[0]
 
 
 def promote_if_better(workspace: Path, cfg: PromotionParams) -> PromotionDecision:

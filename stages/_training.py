@@ -74,6 +74,31 @@ def training_fingerprint(
                            code_digest(modules), data, init_id)  # fmt: skip
 
 
+def promoted_init_file(tag: str, model_file: Path, scratch: Path) -> Path:
+    """``model_file`` as the version tagged ``tag`` recorded it, copied to ``scratch/<tag>/`` and returned.
+
+    The tag's commit pins the model's hash in its dvc.lock, so DVC serves exactly those bytes from the
+    local cache (or the default remote); nothing here trusts the working tree, which may hold a newer
+    model. ``model_file`` is relative to the repository root, where DVC runs stage commands.
+
+    Raises:
+        SystemExit: the tag does not exist or DVC cannot find the model it pins (the message says which).
+    """
+    import dvc.api  # only a fine-tuning run needs DVC's API (slow to import)
+
+    target = scratch / tag / MODEL_FILE
+    try:
+        with dvc.api.open(model_file.as_posix(), rev=tag, mode="rb") as stream, atomic_directory(target.parent) as tmp:
+            with (tmp / MODEL_FILE).open("wb") as copy:
+                shutil.copyfileobj(stream, copy)
+    except Exception as err:  # DVC raises several types (RevError, PathMissingError, FileMissingError, ...)
+        raise SystemExit(
+            f"train.init {tag!r}: cannot read {model_file} at that version ({type(err).__name__}: {err}); check "
+            "`git tag -l 'model@v*'`, and `dvc pull` if the model is only on a remote"
+        ) from None
+    return target
+
+
 def run_training(
     stage: str, cfg: PretrainParams | TrainParams, *, seed: int, shards: Path, out: Path, ckpt: Path, metrics: Path,
     live: Path, init_file: Path | None = None, cache: Path | None = None,
@@ -117,6 +142,7 @@ def _train(
     """One training run, resumed from ``resume_file`` when it exists; rank 0 exports and writes metrics."""
     record = load_checkpoint(init_file, kind="model") if init_file is not None else None
     init = record if record is not None and record["enabled"] else None
+    init_name = getattr(cfg, "init", "pretrain") if init is not None else "scratch"
     run = build_training(
         cfg.model, shard_urls={s.name: split_urls(shards / s.name, "train") for s in cfg.sources},
         shares={s.name: s.share for s in cfg.sources}, batch_size=cfg.batch_size, lr=cfg.lr,
@@ -151,7 +177,7 @@ def _train(
         seconds = time.perf_counter() - began
     if dist.is_main:
         record = model_record(run.model, cfg.model, {}, identities=run.identities, step=result.step,
-                              params=section, init="pretrain" if init is not None else "scratch")  # fmt: skip
+                              params=section, init=init_name)  # fmt: skip
         with atomic_directory(out) as staging:
             save_checkpoint(staging / MODEL_FILE, record, kind="model")
         final = {k: v for k, v in summarize(result.history).items() if k.startswith("loss/")}

@@ -80,6 +80,7 @@ TWO_HALVES = [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}]
                      ["train", "batch_size (1)"], id="batch-too-small"),
         pytest.param({"train": {"model": "swinface_tiny_rec"}}, ["train.model", "'swinface_tiny'"],
                      id="train-needs-multitask"),
+        pytest.param({"train": {"init": "model@latest"}}, ["train.init", "pretrain|model@v"], id="init-needs-a-tag"),
         pytest.param({"pretrain": {"model": "swinface_tiny"}}, ["pretrain.model", "'swinface_tiny_rec'"],
                      id="pretrain-rec-only"),
         pytest.param({"train": {"backbone_lr_scale": 0}}, ["train.backbone_lr_scale", "greater than 0"], id="lr-scale"),

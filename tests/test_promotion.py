@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import typer
@@ -20,7 +21,7 @@ from typer.testing import CliRunner
 from faceops.config import PromotionParams
 from flows import promotion, versioning
 from flows.cli_versions import register
-from flows.promotion import PromotionError, decide_promotion, promote_if_better, promoted_model
+from flows.promotion import PromotionError, decide_promotion, promote_if_better, promoted_model, train_from_promoted
 from flows.versioning import record_version
 
 ACC = "sample/verif/acc"
@@ -186,3 +187,29 @@ def test_history_promote_checkout_commands(ws, cli):
     assert dirty.exit_code == 2 and "uncommitted changes" in dirty.output
     unknown = cli("checkout", "v7", "--force")
     assert unknown.exit_code == 2 and "unknown version 'v7'" in unknown.output
+
+
+# ------------------------------------------------------------------------- fine-tuning the promoted model
+
+
+def test_train_from_promoted_points_params_at_the_newest_tag(ws):
+    before = (ws / "params.yaml").read_text()
+    assert train_from_promoted(ws) is None and (ws / "params.yaml").read_text() == before  # nothing promoted
+    assert promote_if_better(ws, PromotionParams()).new_tag == "model@v1"
+    _new_version(ws, 0.9, "two\n")
+    assert promote_if_better(ws, PromotionParams()).new_tag == "model@v2"
+    assert train_from_promoted(ws) == "model@v2"
+    raw = yaml.safe_load((ws / "params.yaml").read_text())
+    assert raw["train"]["init"] == "model@v2" and raw["ops"]["promotion"]["metric"] == ACC  # other keys kept
+
+
+def test_promoted_init_file_reads_the_tagged_model_not_the_working_tree(ws, tmp_path, monkeypatch):
+    from stages._training import promoted_init_file
+
+    assert promote_if_better(ws, PromotionParams()).new_tag == "model@v1"  # weights.txt = "one\n"
+    _new_version(ws, 0.5, "two\n")  # the working tree now holds the model of "two"
+    monkeypatch.chdir(ws)  # DVC runs stage commands from the repository root
+    got = promoted_init_file("model@v1", Path("models/model/weights.txt"), tmp_path / "scratch")
+    assert got.read_text() == "one\n" and (ws / "models/model/weights.txt").read_text() == "two\n"
+    with pytest.raises(SystemExit, match=r"train.init 'model@v7'.*git tag -l"):
+        promoted_init_file("model@v7", Path("models/model/weights.txt"), tmp_path / "scratch")

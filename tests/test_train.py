@@ -251,6 +251,18 @@ def test_build_training_starts_from_a_pretrained_backbone_and_needs_identities(s
         _build(shards, model_name="swinface_tiny_rec", sources=(("expr", 1.0),))
 
 
+def test_fine_tuning_a_promoted_model_starts_from_all_its_weights_age_head_included(shards):
+    torch.manual_seed(2)
+    promoted = _build(shards, seed=5).model  # stands in for a promoted model of the same variant
+    with torch.no_grad():
+        promoted.state_dict()["subnets.age.heads.Age.bias"].fill_(-3.0)  # far from the shards' mean age
+    run = _build(shards, init={"model_name": "swinface_tiny", "state_dict": promoted.state_dict()})
+    state = run.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in promoted.state_dict().items())  # age bias not re-initialised
+    fresh = _build(shards).model.state_dict()["subnets.age.heads.Age.bias"]
+    assert float(fresh) > 20.0  # without a trained age head, the bias starts at the mean label age
+
+
 # ---- fit: exact resume, learning, DDP ------------------------------------------------------------------
 
 

@@ -224,9 +224,17 @@ class PretrainParams(_FitParams):
 
 
 class TrainParams(_FitParams):
-    """Multi-task SwinFace training (stage ``train``); the backbone learns at ``lr * backbone_lr_scale``."""
+    """Multi-task SwinFace training (stage ``train``); the backbone learns at ``lr * backbone_lr_scale``.
+
+    ``init``: ``pretrain`` starts the backbone from the ``pretrain`` stage's model (from scratch when
+    pre-training is disabled); a promotion tag ``model@vN`` fine-tunes the whole model promoted as that
+    version (backbone and analysis heads; the identity classifier starts afresh, since the identities may
+    differ). A tag rather than "the latest promoted" so that params, and so dvc.lock, say which model a
+    run started from; ``ops.retrain.from_promoted`` moves it to the newest tag before a scheduled retrain.
+    """
 
     model: Literal["swinface_tiny", "swinface_t"] = "swinface_tiny"
+    init: Annotated[str, Field(pattern=r"^(pretrain|model@v[1-9][0-9]*)$")] = "pretrain"
     steps: Annotated[int, Field(ge=1, le=10_000_000)] = 160
     warmup_steps: Annotated[int, Field(ge=0)] = 16
     backbone_lr_scale: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
@@ -321,11 +329,17 @@ class InboxParams(_Section):
 
 
 class RetrainParams(_Section):
-    """Scheduled retraining (the ``retrain`` deployment of ``faceops serve``)."""
+    """Scheduled retraining (the ``retrain`` deployment of ``faceops serve``).
+
+    ``from_promoted``: before it runs, the retrain flow sets ``train.init`` in params.yaml to the newest
+    ``model@vN`` tag (when there is one), so each scheduled run fine-tunes the promoted model on the data of
+    the day instead of starting over; the params change goes into the version commit like any other.
+    """
 
     cron: str = "0 3 * * 0"
     timezone: Annotated[str, Field(min_length=1)] = "UTC"
     enabled: bool = True
+    from_promoted: bool = False
 
     @field_validator("cron")
     @classmethod

@@ -113,7 +113,8 @@ def init_backbone(model: nn.Module, record: Mapping[str, Any]) -> list[str]:
         raise ValueError(
             f"pre-trained {record.get('model_name')!r} does not fit this model: {len(unknown)} unknown tensors "
             f"{unknown[:3]}, {len(mismatched)} with other shapes {mismatched[:3]}; pick matching variants "
-            "(e.g. pretrain.model swinface_tiny_rec with train.model swinface_tiny)"
+            "(e.g. pretrain.model swinface_tiny_rec with train.model swinface_tiny; a promoted model of the same "
+            "variant as train.model)"
         )
     model.load_state_dict(state, strict=False)
     return sorted(state)

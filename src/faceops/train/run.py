@@ -86,8 +86,9 @@ def build_training(
         seed: sets the global RNG before the model is created (initial weights, dropout) and seeds the
             centre sampling, shard order and flips.
         device: where the model and loss live; batches are pinned when it is CUDA.
-        init: an exported pre-trained model record whose weights start the backbone (``init_backbone``);
-            ``None`` starts from scratch.
+        init: an exported model record whose weights start the model (``init_backbone``): a pre-trained
+            recognition model (the backbone) or a promoted model of the same variant (everything; its
+            trained age head then keeps its bias); ``None`` starts from scratch.
 
     Raises:
         ValueError: the shards hold no identity while the model learns recognition only, or
@@ -101,9 +102,9 @@ def build_training(
     if not identities and not model.head_specs:
         raise ValueError(f"the training shards of {sorted(shard_urls)} hold no identity label; {model_name} learns "
                          "recognition only, so list sources with identities")  # fmt: skip
-    if init is not None:
-        init_backbone(model, init)
-    if stats.age_mean is not None and any(h.name == "Age" for h in model.head_specs):
+    copied = init_backbone(model, init) if init is not None else []
+    age_trained = any(name.startswith("heads.Age.") or ".heads.Age." in name for name in copied)
+    if stats.age_mean is not None and any(h.name == "Age" for h in model.head_specs) and not age_trained:
         init_head_bias(model, "Age", stats.age_mean)
     margin = MarginSoftmax(
         len(identities), model.num_features, s=margin_scale, m_cos=margin_cos, sample_rate=sample_rate, seed=seed,
