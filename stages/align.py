@@ -55,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             jpeg_quality=cfg.jpeg_quality,
             max_pixels=params.ingest.max_pixels,
             workers=cfg.workers,
+            runner=cfg.runner,
+            dask_address=cfg.dask_address,
             progress=advance,
         )
     manifest, quarantine = [], []

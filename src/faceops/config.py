@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from faceops.parallel import check_dask_address
+
 __all__ = ["Params", "ParamsError", "load_params", "parse_params"]
 
 SOURCE_NAME_PATTERN = r"^[a-z0-9_]+$"
@@ -86,6 +88,13 @@ class AlignParams(_Section):
     Landmarks come from, in order: the source's labels (``use_given_landmarks``), the ``keypoints``
     stage's pseudo-landmarks when their mean confidence reaches ``pseudo_min_confidence``
     (``use_pseudo_landmarks``), else the detector.
+
+    ``runner`` decides who computes the images missing from the per-image cache, never what comes out:
+    ``processes`` (default, cheapest on one machine) uses ``workers`` processes here; ``dask`` sends
+    chunks of images through a Prefect flow to a Dask cluster (the ``dask`` extra), so several machines
+    can share a large run: a temporary local cluster of ``workers`` processes when ``dask_address`` is
+    None, else the running scheduler at ``dask_address`` (``tcp://`` or ``tls://host:port``), whose
+    workers must see the workspace (photos, cache) under the same paths.
     """
 
     detector: Literal["mtcnn"] = "mtcnn"
@@ -96,6 +105,22 @@ class AlignParams(_Section):
     pseudo_min_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
     workers: Annotated[int, Field(ge=1, le=64)] = 2
     jpeg_quality: Annotated[int, Field(ge=50, le=100)] = 95
+    runner: Literal["processes", "dask"] = "processes"
+    dask_address: str | None = None
+
+    @field_validator("dask_address")
+    @classmethod
+    def _dask_address_form(cls, address: str | None) -> str | None:
+        try:
+            return None if address is None else check_dask_address(address)
+        except ValueError:  # the error report shows the value already
+            raise ValueError("must be a Dask scheduler address: tcp://host:port or tls://host:port") from None
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> "AlignParams":
+        if self.dask_address is not None and self.runner != "dask":
+            raise ValueError(f"dask_address is only used with runner: dask (runner is {self.runner!r})")
+        return self
 
 
 class SplitFractions(_Section):

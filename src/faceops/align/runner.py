@@ -7,6 +7,11 @@ to the image (no face, low score, several faces, degenerate landmarks) are resul
 unreadable files (``decode_error``) are results but are not cached, since a file can be fixed in place.
 Bugs (an exception anywhere else) stop the run with the image id attached.
 
+Who computes the pending images (``runner``) never changes a result's bytes: ``"processes"`` uses
+``workers`` processes on this machine; ``"dask"`` sends chunks of images to a Dask cluster through a
+Prefect flow (``faceops.parallel``), so several machines that share the filesystem can split one run.
+Either way the worker that computes an image writes its cache entry.
+
 ``max_pixels`` is not part of the key: it only decides whether an image is read at all (ingest applies
 the same limit first), and a rejected image is never cached. Temporary files that a killed run leaves
 in the cache (``.<name>.<hex>.tmp``) are never read and can be deleted at any time, like the cache.
@@ -14,6 +19,7 @@ in the cache (``.<name>.<hex>.tmp``) are never read and can be deleted at any ti
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +31,14 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from faceops.align.detector import DetectorSpec, detect_faces, detector_spec, get_detector, register_detector
+from faceops.align.detector import (
+    DetectorSpec,
+    detect_faces,
+    detector_spec,
+    get_detector,
+    list_detectors,
+    register_detector,
+)
 from faceops.align.similarity import DegenerateLandmarksError
 from faceops.align.warp import align_face
 from faceops.io import align_cache
@@ -38,7 +51,9 @@ ALIGN_CODE_VERSION = 1
 
 MultipleFaces = Literal["largest", "quarantine"]
 LandmarkSource = Literal["given", "detected"]
+Runner = Literal["processes", "dask"]
 _MULTIPLE_FACES = ("largest", "quarantine")
+_RUNNERS = ("processes", "dask")
 
 
 @dataclass(frozen=True, eq=False)
@@ -222,25 +237,42 @@ def _compute_and_store(job: AlignJob, key: str, settings: _Settings) -> AlignRes
 _WORKER_SETTINGS: _Settings | None = None
 
 
-def _init_worker(settings: _Settings, build_detector: bool) -> None:
+def _prepare_process(spec: DetectorSpec, build_detector: bool) -> None:
     """Per-process setup: one thread per library (processes give the parallelism), the detector built once.
 
-    The settings arrive here once per process rather than with every task.
+    Idempotent, so a Dask worker can run it before every chunk: the spec is registered only when the
+    registry lacks it (registering drops a built detector), and the detector is built only once.
     """
-    global _WORKER_SETTINGS
-    _WORKER_SETTINGS = settings
     cv2.setNumThreads(1)
-    register_detector(settings.detector)
+    if spec.name not in list_detectors() or detector_spec(spec.name) != spec:
+        register_detector(spec)
     if build_detector:
-        get_detector(settings.detector.name)
+        get_detector(spec.name)
         torch = sys.modules.get("torch")  # imported by a torch backend while building, never here
         if torch is not None:
             torch.set_num_threads(1)
 
 
+def _init_worker(settings: _Settings, build_detector: bool) -> None:
+    """Pool initializer: the settings arrive once per process rather than with every task."""
+    global _WORKER_SETTINGS
+    _WORKER_SETTINGS = settings
+    _prepare_process(settings.detector, build_detector)
+
+
 def _worker_task(task: tuple[AlignJob, str]) -> AlignResult:
     assert _WORKER_SETTINGS is not None, "_init_worker must run first"
     return _compute_and_store(*task, _WORKER_SETTINGS)
+
+
+def _dask_chunk(settings: _Settings, build_detector: bool, tasks: list[tuple[AlignJob, str]]) -> list[AlignResult]:
+    """One Dask task: a chunk of pending images.
+
+    The settings travel with every chunk, not once per process as in the pool: a long-lived cluster's
+    worker may serve other runs, with other settings, between two chunks of this one.
+    """
+    _prepare_process(settings.detector, build_detector)
+    return [_compute_and_store(job, key, settings) for job, key in tasks]
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -275,8 +307,29 @@ def _preload_modules() -> list[str]:
     return preload
 
 
-def _run_pending(tasks: list[tuple[AlignJob, str]], settings: _Settings, workers: int) -> Iterator[AlignResult]:
-    """Results of ``tasks`` in order, in this process or in ``workers`` worker processes."""
+def _run_on_dask(
+    tasks: list[tuple[AlignJob, str]], settings: _Settings, workers: int, dask_address: str | None
+) -> Iterator[AlignResult]:
+    """Results of ``tasks`` in order, computed by a Dask cluster (``faceops.parallel.dask_map``).
+
+    Chunks of at most 256 images: a Prefect task run on Dask costs ~0.3 s of worker CPU, about 50
+    photos' work with given landmarks (bench/align_dask.py), so even the cheapest chunks spend most of
+    their time aligning, and a worker still reports back every second or two.
+    """
+    from faceops.parallel import dask_map
+
+    build_detector = any(not settings.uses_given(job) for job, _ in tasks)
+    compute = functools.partial(_dask_chunk, settings, build_detector)
+    yield from dask_map(compute, tasks, max_chunk=256, workers=workers, address=dask_address, name="align")
+
+
+def _run_pending(
+    tasks: list[tuple[AlignJob, str]], settings: _Settings, workers: int, runner: Runner, dask_address: str | None
+) -> Iterator[AlignResult]:
+    """Results of ``tasks`` in order: on Dask, in this process, or in ``workers`` worker processes."""
+    if runner == "dask":
+        yield from _run_on_dask(tasks, settings, workers, dask_address)
+        return
     if workers == 1 or len(tasks) <= 1:
         for job, key in tasks:
             yield _compute_and_store(job, key, settings)
@@ -293,8 +346,9 @@ def _run_pending(tasks: list[tuple[AlignJob, str]], settings: _Settings, workers
 
 
 def _check_options(
-    size: int, min_score: float, multiple_faces: str, jpeg_quality: int, max_pixels: int, workers: int
-) -> None:
+    size: int, min_score: float, multiple_faces: str, jpeg_quality: int, max_pixels: int, workers: int,
+    runner: str, dask_address: str | None,
+) -> None:  # fmt: skip
     if not isinstance(size, int) or size < 8:
         raise ValueError(f"size must be an int >= 8, got {size!r}")
     if not 0.0 <= min_score <= 1.0:
@@ -307,6 +361,14 @@ def _check_options(
         raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if runner not in _RUNNERS:
+        raise ValueError(f"runner must be one of {_RUNNERS}, got {runner!r}")
+    if dask_address is not None and runner != "dask":
+        raise ValueError(f"dask_address is only used with runner='dask', got runner={runner!r}")
+    if runner == "dask":
+        from faceops.parallel import check_dask_setup
+
+        check_dask_setup(dask_address)
 
 
 def align_many(
@@ -321,6 +383,8 @@ def align_many(
     jpeg_quality: int = 95,
     max_pixels: int = 40_000_000,
     workers: int = 1,
+    runner: Runner = "processes",
+    dask_address: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[AlignResult]:
     """Align every job, reusing cached results; one result per job, in job order.
@@ -337,7 +401,12 @@ def align_many(
         jpeg_quality: JPEG quality of the aligned crops (1-100).
         max_pixels: images larger than this are ``decode_error`` (decompression bombs).
         workers: processes; 1 runs in this process. Workers use one thread each and are forked from
-            a ``forkserver`` (started once per process, with this module preloaded).
+            a ``forkserver`` (started once per process, with this module preloaded). With
+            ``runner="dask"`` and no ``dask_address``: the processes of a temporary local Dask cluster.
+        runner: ``"processes"`` (above) or ``"dask"``: chunks of pending images go through a Prefect
+            flow to a Dask cluster (``faceops.parallel``; needs the ``dask`` extra). Same results.
+        dask_address: with ``runner="dask"``, a running scheduler (``tcp://host:port``) whose workers
+            see the images and ``cache_dir`` under the same paths; None starts a local cluster.
         progress: called with the number of jobs finished since its previous call (cache hits included),
             e.g. ``tqdm.update``.
 
@@ -345,11 +414,13 @@ def align_many(
         One ``AlignResult`` per job, same order as ``jobs``.
 
     Raises:
-        ValueError: an invalid option or unknown detector.
-        ImportError: a job needs the detector and its backend package is missing.
+        ValueError: an invalid option or unknown detector; with ``runner="dask"``, a malformed
+            ``dask_address`` or a remote one without a reachable ``PREFECT_API_URL`` (before any work).
+        ImportError: a job needs the detector and its backend package is missing; ``runner="dask"``
+            without prefect-dask installed (before any work).
         RuntimeError: an unexpected error while aligning an image (the message names the job).
     """
-    _check_options(size, min_score, multiple_faces, jpeg_quality, max_pixels, workers)
+    _check_options(size, min_score, multiple_faces, jpeg_quality, max_pixels, workers, runner, dask_address)
     settings = _Settings(
         Path(cache_dir), size, detector_spec(detector), min_score, multiple_faces, use_given_landmarks,
         jpeg_quality, max_pixels,
@@ -370,7 +441,8 @@ def align_many(
         progress(len(jobs) - sum(map(len, pending.values())))
 
     tasks = [(jobs[indices[0]], key) for key, indices in pending.items()]
-    for (key, indices), result in zip(pending.items(), _run_pending(tasks, settings, workers), strict=True):
+    computed = _run_pending(tasks, settings, workers, runner, dask_address)
+    for (key, indices), result in zip(pending.items(), computed, strict=True):
         for index in indices:
             results[index] = replace(result, id=jobs[index].id)
         if progress is not None:
