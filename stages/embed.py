@@ -1,26 +1,38 @@
-"""Stage `embed`: L2-normalised embeddings of the trained model for every (source, split) in params.
+"""Stage `embed`: L2-normalised embeddings for every (source, split) in params, by ``embed.backend``.
+
+``swinface``: the trained model (``--model``). ``dlib``: dlib's pretrained ResNet (128-d,
+``faceops.models.dlib_face``; ``--model`` is not read), so real photos can be clustered before any
+training here. It embeds the same aligned 112x112 faces the shards hold, with the ArcFace template the
+align stage warped them to as their landmarks: on 858 real photos dlib's chips cut from these crops
+verify as well as chips cut from the photos themselves (bench/dlib_embed.py), and the stage needs no
+input beyond the shards.
 
 Writes ``<out>/<source>/<split>.npy`` + ``.jsonl`` (``faceops.io.embeddings``); a split a source does
 not have (no unlabeled photos, say) is skipped and reported, not an error. With ``--cache FOLDER`` the
-outputs of a finished run with the same model, shards read, params and code are restored instead
-(``stages._finished``): new photos of another source leave the embeddings as they are.
+outputs of a finished run with the same backend (model file, or dlib version and model files), shards
+read, params and code are restored instead (``stages._finished``): new photos of another source leave
+the embeddings as they are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from faceops.config import Params
-from faceops.data.loader import make_loader, split_urls
+from faceops.align import template_for_size
+from faceops.config import EmbedParams
+from faceops.data.loader import ShardDataset, make_loader, split_urls
 from faceops.eval.evaluate import predict
 from faceops.io.atomic import atomic_directory
 from faceops.io.checkpoint import MODEL_FILE
 from faceops.io.digest import sha256_file
 from faceops.io.embeddings import EmbeddingSet, write_embeddings
 from faceops.io.shards import read_index
+from faceops.models.dlib_face import DlibFaceEmbedder, dlib_version, model_files
 from faceops.train.batch import normalize_images
 from faceops.train.export import load_trained_model
 from stages._common import params_or_exit, parse_args, print_counts, progress_bar, write_metrics
@@ -28,26 +40,69 @@ from stages._finished import cache_folder, reuse_or_run, split_digests
 
 CODE_MODULES = ("faceops.eval", "faceops.train", "faceops.models", "faceops.data", "faceops.io", "stages.embed",
                 "stages._common")  # fmt: skip
+#: The dlib backend also depends on the template its landmarks come from.
+DLIB_CODE_MODULES = (*CODE_MODULES, "faceops.align.warp", "faceops.labels")
+
+#: Embeds one split: (its shard files, progress advance) -> the set, in any row order.
+EmbedSplit = Callable[[list[Path], Callable[[int], None]], EmbeddingSet]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__, ["model", "shards", "out", "metrics"], argv, path_lists=["cache"])
-    params = params_or_exit(args.params)
-    cfg = params.embed
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg = params_or_exit(args.params).embed
     reads = {source: split_digests(args.shards, source, cfg.splits) for source in cfg.sources}
-    parts = [cfg.model_dump(mode="json"), sha256_file(args.model / MODEL_FILE), reads]
     outputs = {"out": args.out, "metrics.json": args.metrics}
-    reuse_or_run("embed", cache_folder(args.cache), parts, outputs, lambda: _run(args, params, device),
+    if cfg.backend == "dlib":
+        dlib = {"dlib": dlib_version(), **{name: sha256_file(path) for name, path in model_files().items()}}
+        reuse_or_run("embed", cache_folder(args.cache), [cfg.model_dump(mode="json"), dlib, reads], outputs,
+                     lambda: _write_sets(args, cfg, *_dlib(cfg)), modules=DLIB_CODE_MODULES)  # fmt: skip
+        return
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    parts = [cfg.model_dump(mode="json"), sha256_file(args.model / MODEL_FILE), reads]
+    reuse_or_run("embed", cache_folder(args.cache), parts, outputs,
+                 lambda: _write_sets(args, cfg, *_swinface(args.model, cfg, device)),
                  modules=CODE_MODULES, device=device)  # fmt: skip
 
 
-def _run(args: Any, params: Params, device: str) -> None:
-    """Embed every (source, split) of ``params.embed`` with the trained model; write sets and metrics."""
-    cfg = params.embed
-    model, record = load_trained_model(args.model / MODEL_FILE, map_location=device)
+def _swinface(model_dir: Path, cfg: EmbedParams, device: str) -> tuple[str, EmbedSplit]:
+    """(title, embedder) of the trained model in ``model_dir``."""
+    model, record = load_trained_model(model_dir / MODEL_FILE, map_location=device)
     model.to(device)
     autocast = torch.bfloat16 if device == "cuda" else None
+
+    def embed_split(urls: list[Path], advance: Callable[[int], None]) -> EmbeddingSet:
+        loader = make_loader(urls, batch_size=cfg.batch_size, num_workers=cfg.num_workers, shuffle_buffer=0, seed=0,
+                             epoch=0)  # fmt: skip
+        pred = predict(model, loader, normalize=normalize_images, device=device, autocast_dtype=autocast,
+                       progress=advance)  # fmt: skip
+        return EmbeddingSet(pred.keys, pred.embeddings, [m.get("identity") for m in pred.metas])
+
+    return f"embed ({record['model_name']}, step {record['step']}, {device})", embed_split
+
+
+def _dlib(cfg: EmbedParams) -> tuple[str, EmbedSplit]:
+    """(title, embedder) of dlib's ResNet on the shards' aligned faces, one process per available CPU."""
+    embedder = DlibFaceEmbedder(batch_size=cfg.batch_size)
+
+    def embed_split(urls: list[Path], advance: Callable[[int], None]) -> EmbeddingSet:
+        keys: list[str] = []
+        identities: list[str | None] = []
+
+        def faces() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            """Stream (crop, template) pairs, noting each sample's id and identity in reading order."""
+            for sample in ShardDataset(urls, decode="numpy"):
+                keys.append(sample["key"])
+                identities.append(sample["meta"].get("identity"))
+                yield sample["image"], template_for_size(sample["image"].shape[1])
+
+        vectors = embedder.embed(faces(), progress=advance)
+        return EmbeddingSet(keys, vectors, identities)
+
+    return f"embed (dlib {dlib_version()} ResNet, {embedder.workers} processes)", embed_split
+
+
+def _write_sets(args: Any, cfg: EmbedParams, title: str, embed_split: EmbedSplit) -> None:
+    """Embed every (source, split) of ``cfg`` with ``embed_split``; write the sets and the metrics."""
     metrics: dict[str, int] = {}
     with atomic_directory(args.out) as staging:
         for source in cfg.sources:
@@ -56,17 +111,13 @@ def _run(args: Any, params: Params, device: str) -> None:
                 if split not in splits or not splits[split]["samples"]:
                     metrics[f"{source}/{split}/samples"] = 0
                     continue
-                loader = make_loader(split_urls(args.shards / source, split), batch_size=cfg.batch_size,
-                                     num_workers=cfg.num_workers, shuffle_buffer=0, seed=0, epoch=0)  # fmt: skip
                 with progress_bar(f"embed {source}/{split}", splits[split]["samples"], "faces") as advance:
-                    pred = predict(model, loader, normalize=normalize_images, device=device,
-                                   autocast_dtype=autocast, progress=advance)  # fmt: skip
-                found = EmbeddingSet(pred.keys, pred.embeddings, [m.get("identity") for m in pred.metas])
+                    found = embed_split(split_urls(args.shards / source, split), advance)
                 write_embeddings(staging / source, split, found)
                 metrics[f"{source}/{split}/samples"] = len(found.ids)
                 metrics[f"{source}/{split}/dim"] = int(found.vectors.shape[1])
-    write_metrics(args.metrics, metrics)
-    print_counts(f"embed ({record['model_name']}, step {record['step']}, {device})", metrics)
+    write_metrics(args.metrics, {"backend": cfg.backend, **metrics})
+    print_counts(title, metrics)
 
 
 if __name__ == "__main__":

@@ -280,11 +280,13 @@ class EvaluateParams(_Section):
 class EmbedParams(_Section):
     """Embedding extraction (stage ``embed``): L2-normalised float32 vectors per source and split.
 
-    ``backend: swinface`` uses the model the ``train`` stage wrote. Splits are the shard splits
-    (``unlabeled`` holds a source's samples without identity).
+    ``backend: swinface`` uses the model the ``train`` stage wrote. ``backend: dlib`` uses dlib's
+    pretrained ResNet (128-d; extra ``.[dlib]``), so real photos can be clustered before any training
+    here; ``batch_size`` is then faces per dlib batch. Splits are the shard splits (``unlabeled``
+    holds a source's samples without identity).
     """
 
-    backend: Literal["swinface"] = "swinface"
+    backend: Literal["swinface", "dlib"] = "swinface"
     sources: list[Annotated[str, Field(pattern=SOURCE_NAME_PATTERN)]] = Field(default_factory=lambda: ["sample"])
     splits: list[Literal["train", "val", "test", "unlabeled"]] = Field(default_factory=lambda: ["train", "test"])
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
