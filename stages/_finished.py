@@ -7,30 +7,68 @@ reads, the bytes of the data it reads, the code that runs, device type and torch
 finished outputs under ``cache/<fingerprint>/`` and, when the same fingerprint comes back, copies
 them back byte for byte instead of computing them again (``reuse_or_run``). The most recently used
 ``KEEP_FINISHED`` runs are kept per stage; delete a folder to force that run to happen again.
+
+A restore must cost next to nothing, since after new photos arrive every stage downstream of them is
+re-run by DVC and most only restore. So this module and the fingerprint inputs avoid torch (importing
+it costs 2-4 s per stage process): :func:`torch_version` reads torch's version file, :func:`device_type`
+asks torch only where a GPU may be present, and the stages import their heavy libraries inside the
+function that computes (tests/test_finished.py checks that a restore never imports torch).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-import torch
-
-from faceops.data.loader import split_urls
 from faceops.io.atomic import atomic_directory
-from faceops.io.digest import sha256_file
+from faceops.io.digest import run_fingerprint, sha256_file
 from faceops.io.jsonl import atomic_write_bytes
 from faceops.io.layout import SHARD_INDEX
-from faceops.io.shards import read_index
-from faceops.train import run_fingerprint
+from faceops.io.shards import read_index, split_urls
 from stages._common import console
 
 #: Finished runs kept per stage in the cache (least recently used go first).
 KEEP_FINISHED = 4
+
+#: Device files of the GPU drivers torch can use on Linux (NVIDIA, AMD ROCm, WSL's GPU bridge). Where
+#: none exists, ``torch.cuda.is_available()`` is False, so ``device_type`` need not import torch.
+_GPU_DEVICE_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
+@functools.cache
+def torch_version() -> str:
+    """``torch.__version__`` (build tag included, e.g. ``2.14.1+cu130``) without importing torch.
+
+    Read from torch's generated ``torch/version.py`` (plain assignments), loaded on its own.
+    """
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("torch is not installed; faceops' stages need it")
+    path = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+    version_spec = importlib.util.spec_from_file_location("_faceops_torch_version", path)
+    assert version_spec is not None and version_spec.loader is not None
+    module = importlib.util.module_from_spec(version_spec)
+    version_spec.loader.exec_module(module)
+    return str(module.__version__)
+
+
+def device_type() -> str:
+    """``"cuda"`` when torch can use a GPU here, else ``"cpu"``: the device a stage computes on.
+
+    On Linux without any GPU driver's device file the answer is ``"cpu"`` without importing torch;
+    elsewhere torch decides.
+    """
+    if sys.platform.startswith("linux") and not any(os.path.exists(p) for p in _GPU_DEVICE_FILES):
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def code_digest(modules: tuple[str, ...]) -> str:
@@ -122,7 +160,8 @@ def reuse_or_run(
     """Run ``run`` (which writes ``outputs``) unless a finished run with the same fingerprint is cached.
 
     The fingerprint covers ``parts`` (params, seed, data digests: what decides the outputs), the
-    source of ``modules``, the device type and torch's version. Without ``cache`` it just runs.
+    source of ``modules``, the device type it computes on (``device``: :func:`device_type` for a stage
+    that uses a GPU when there is one) and torch's version. Without ``cache`` it just runs.
 
     Returns:
         True when the outputs were restored from the cache, False when ``run`` ran.
@@ -130,7 +169,7 @@ def reuse_or_run(
     if cache is None:
         run()
         return False
-    entry = cache / run_fingerprint(stage, *parts, code_digest(tuple(modules)), device, torch.__version__)
+    entry = cache / run_fingerprint(stage, *parts, code_digest(tuple(modules)), device, torch_version())
     if is_finished(entry, outputs):
         restore_finished(entry, outputs)
         console.print(f"{stage}: same inputs as the finished run {entry.name}: restored its outputs from {entry}")

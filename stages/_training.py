@@ -24,17 +24,22 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import torch
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 from dvclive import Live
 
 from faceops.config import PretrainParams, TrainParams
-from faceops.data.loader import split_urls
 from faceops.io.atomic import atomic_directory
-from faceops.io.checkpoint import MODEL_FILE, RESUME_FILE, load_checkpoint, save_checkpoint
-from faceops.train import DistInfo, build_training, close_distributed, fit, init_distributed, model_record
-from faceops.train import run_fingerprint, summarize
+from faceops.io.digest import run_fingerprint
+from faceops.io.layout import MODEL_FILE, RESUME_FILE
+from faceops.io.shards import split_urls
 from stages._common import console, progress_bar, write_metrics
-from stages._finished import code_digest, is_finished, prune_finished, restore_finished, shard_digests, store_finished
+from stages._finished import code_digest, device_type, is_finished, prune_finished, restore_finished, shard_digests
+from stages._finished import store_finished, torch_version
+
+if TYPE_CHECKING:
+    from faceops.train import DistInfo
 
 #: What a training stage's result depends on in code: the modules dvc.yaml lists as its deps.
 CODE_MODULES = ("faceops.train", "faceops.models", "faceops.losses", "faceops.data", "faceops.io",
@@ -65,13 +70,24 @@ def open_live(path: Path) -> _FileLive:
 
 
 def training_fingerprint(
-    stage: str, cfg: PretrainParams | TrainParams, *, seed: int, world_size: int, device: torch.device,
+    stage: str, cfg: PretrainParams | TrainParams, *, seed: int, world_size: int, device: str,
     shards: Path, init_id: bytes, modules: tuple[str, ...],
 ) -> str:  # fmt: skip
-    """The fingerprint of a run (resume folder and finished-run cache key); see the module docstring."""
+    """The fingerprint of a run (resume folder and finished-run cache key); ``device`` is its type
+    (``"cpu"``, ``"cuda"``); see the module docstring."""
     data = {s.name: shard_digests(split_urls(shards / s.name, "train")) for s in cfg.sources}
-    return run_fingerprint(stage, cfg.model_dump(mode="json"), seed, world_size, device.type, torch.__version__,
+    return run_fingerprint(stage, cfg.model_dump(mode="json"), seed, world_size, device, torch_version(),
                            code_digest(modules), data, init_id)  # fmt: skip
+
+
+def _single_process(env: Mapping[str, str]) -> bool:
+    """Whether this is a plain run rather than one rank of a torchrun job (which checks its variables)."""
+    return env.get("WORLD_SIZE", "1").strip() == "1"
+
+
+def _restore(stage: str, entry: Path, outputs: dict[str, Path]) -> None:
+    restore_finished(entry, outputs)
+    console.print(f"{stage}: same inputs as the finished run {entry.name}: exported it from {entry}")
 
 
 def promoted_init_file(tag: str, model_file: Path, scratch: Path) -> Path:
@@ -108,23 +124,31 @@ def run_training(
     ``init_file`` is an exported pre-trained model whose weights start the backbone (none when its
     record says the stage was disabled); its bytes are part of the fingerprint. With ``cache``, a run
     whose fingerprint finished before is exported from there instead of trained, and a run trained
-    here is kept there (see the module docstring).
+    here is kept there (see the module docstring). A plain run restores a finished one before it
+    imports torch or the training code (``stages._finished``: restores must be cheap).
     """
+    outputs = {"out": out, "metrics.json": metrics, "live": live}
+    about_run = {"stage": stage, "cfg": cfg, "seed": seed, "shards": shards,
+                 "modules": (*CODE_MODULES, f"stages.{stage}"),
+                 "init_id": init_file.read_bytes() if init_file is not None else b""}  # fmt: skip
+    if cache is not None and _single_process(os.environ):
+        entry = cache / training_fingerprint(**about_run, world_size=1, device=device_type())
+        if is_finished(entry, outputs):
+            _restore(stage, entry, outputs)
+            return
+    import torch
+
+    from faceops.train import close_distributed, init_distributed
+
     dist = init_distributed(os.environ)
     try:
         if dist.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
-        fingerprint = training_fingerprint(
-            stage, cfg, seed=seed, world_size=dist.world_size, device=dist.device, shards=shards,
-            init_id=init_file.read_bytes() if init_file is not None else b"",
-            modules=(*CODE_MODULES, f"stages.{stage}"),
-        )  # fmt: skip
+        fingerprint = training_fingerprint(**about_run, world_size=dist.world_size, device=dist.device.type)
         entry = cache / fingerprint if cache is not None else None
-        outputs = {"out": out, "metrics.json": metrics, "live": live}
         if entry is not None and is_finished(entry, outputs):
             if dist.is_main:
-                restore_finished(entry, outputs)
-                console.print(f"{stage}: same inputs as the finished run {fingerprint}: exported it from {entry}")
+                _restore(stage, entry, outputs)
             return
         _train(stage, cfg, seed=seed, shards=shards, out=out, resume_file=ckpt / fingerprint / RESUME_FILE,
                metrics=metrics, live=live, init_file=init_file, dist=dist)  # fmt: skip
@@ -140,6 +164,9 @@ def _train(
     metrics: Path, live: Path, init_file: Path | None, dist: DistInfo,
 ) -> None:  # fmt: skip
     """One training run, resumed from ``resume_file`` when it exists; rank 0 exports and writes metrics."""
+    from faceops.io.checkpoint import load_checkpoint, save_checkpoint
+    from faceops.train import build_training, fit, model_record, summarize
+
     record = load_checkpoint(init_file, kind="model") if init_file is not None else None
     init = record if record is not None and record["enabled"] else None
     init_name = getattr(cfg, "init", "pretrain") if init is not None else "scratch"

@@ -14,24 +14,23 @@ instead (``stages._finished``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from faceops.cluster import METHODS, LinkageGCN, clustering_scores, gcn_links, pseudo_labels, train_linkage_gcn
-from faceops.cluster.select import PROPAGATION_GRID, baseline_labels, label_confidence, tune_baseline, tune_propagation
 from faceops.config import ClusterParams, Params
-from faceops.data.loader import split_urls
 from faceops.data.relabel import write_relabelled_shards
 from faceops.data.split import identity_unit
 from faceops.io.atomic import atomic_directory
 from faceops.io.digest import sha256_file
 from faceops.io.embeddings import read_embeddings
 from faceops.io.jsonl import write_jsonl
-from faceops.io.shards import write_index
+from faceops.io.shards import split_urls, write_index
 from stages._common import params_or_exit, parse_args, print_counts, write_metrics
 from stages._finished import cache_folder, reuse_or_run, split_digests
+
+if TYPE_CHECKING:
+    from faceops.cluster import LinkageGCN
 
 GCN_FILE = "gcn.pt"
 PROPAGATION_FILE = "propagation.json"
@@ -52,6 +51,9 @@ def _fit_gcn(vectors: np.ndarray, labels: np.ndarray, held: np.ndarray | None, c
              k1: int) -> tuple[LinkageGCN, dict[str, float | int]]:  # fmt: skip
     """The linkage GCN (trained on the rows not ``held``) and its propagation settings: chosen on the
     ``held`` rows (``tune_propagation``), or ``cfg``'s when there are none."""
+    from faceops.cluster import gcn_links, train_linkage_gcn  # torch: only when computing (stages._finished)
+    from faceops.cluster.select import PROPAGATION_GRID, tune_propagation
+
     gcn_args = {"k1": k1, "k2": min(cfg.k2, k1), "u": min(cfg.u, k1), "epochs": cfg.epochs, "seed": seed}
     if held is None:
         model = train_linkage_gcn(vectors, labels, **gcn_args)
@@ -78,6 +80,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _run(args: Any, params: Params) -> None:
     """Train the GCN, cluster the target, write pseudo-labels, shards, model and metrics."""
+    import torch  # only when computing: a restore never imports torch (stages._finished)
+
+    from faceops.cluster import METHODS, LinkageGCN, clustering_scores, pseudo_labels
+    from faceops.cluster.select import baseline_labels, label_confidence, tune_baseline
+
     cfg = params.cluster
     seed = params.base.seed
     torch.manual_seed(seed)

@@ -21,22 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from faceops.align import template_for_size
 from faceops.config import EmbedParams
-from faceops.data.loader import ShardDataset, make_loader, split_urls
-from faceops.eval.evaluate import predict
 from faceops.io.atomic import atomic_directory
-from faceops.io.checkpoint import MODEL_FILE
 from faceops.io.digest import sha256_file
 from faceops.io.embeddings import EmbeddingSet, write_embeddings
-from faceops.io.shards import read_index
-from faceops.models.dlib_face import DlibFaceEmbedder, dlib_version, model_files
-from faceops.train.batch import normalize_images
-from faceops.train.export import load_trained_model
+from faceops.io.layout import MODEL_FILE
+from faceops.io.shards import read_index, split_urls
 from stages._common import params_or_exit, parse_args, print_counts, progress_bar, write_metrics
-from stages._finished import cache_folder, reuse_or_run, split_digests
+from stages._finished import cache_folder, device_type, reuse_or_run, split_digests
 
 CODE_MODULES = ("faceops.eval", "faceops.train", "faceops.models", "faceops.data", "faceops.io", "stages.embed",
                 "stages._common")  # fmt: skip
@@ -53,11 +46,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     reads = {source: split_digests(args.shards, source, cfg.splits) for source in cfg.sources}
     outputs = {"out": args.out, "metrics.json": args.metrics}
     if cfg.backend == "dlib":
+        from faceops.models.dlib_face import dlib_version, model_files  # faceops.models imports torch
+
         dlib = {"dlib": dlib_version(), **{name: sha256_file(path) for name, path in model_files().items()}}
         reuse_or_run("embed", cache_folder(args.cache), [cfg.model_dump(mode="json"), dlib, reads], outputs,
                      lambda: _write_sets(args, cfg, *_dlib(cfg)), modules=DLIB_CODE_MODULES)  # fmt: skip
         return
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device_type()
     parts = [cfg.model_dump(mode="json"), sha256_file(args.model / MODEL_FILE), reads]
     reuse_or_run("embed", cache_folder(args.cache), parts, outputs,
                  lambda: _write_sets(args, cfg, *_swinface(args.model, cfg, device)),
@@ -65,7 +60,17 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _swinface(model_dir: Path, cfg: EmbedParams, device: str) -> tuple[str, EmbedSplit]:
-    """(title, embedder) of the trained model in ``model_dir``."""
+    """(title, embedder) of the trained model in ``model_dir``.
+
+    torch and the model code are imported here, not at the top: a restore never needs them (stages._finished).
+    """
+    import torch
+
+    from faceops.data.loader import make_loader
+    from faceops.eval.evaluate import predict
+    from faceops.train.batch import normalize_images
+    from faceops.train.export import load_trained_model
+
     model, record = load_trained_model(model_dir / MODEL_FILE, map_location=device)
     model.to(device)
     autocast = torch.bfloat16 if device == "cuda" else None
@@ -82,6 +87,10 @@ def _swinface(model_dir: Path, cfg: EmbedParams, device: str) -> tuple[str, Embe
 
 def _dlib(cfg: EmbedParams) -> tuple[str, EmbedSplit]:
     """(title, embedder) of dlib's ResNet on the shards' aligned faces, one process per available CPU."""
+    from faceops.align import template_for_size
+    from faceops.data.loader import ShardDataset
+    from faceops.models.dlib_face import DlibFaceEmbedder, dlib_version
+
     embedder = DlibFaceEmbedder(batch_size=cfg.batch_size)
 
     def embed_split(urls: list[Path], advance: Callable[[int], None]) -> EmbeddingSet:

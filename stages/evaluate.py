@@ -9,25 +9,20 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import cv2
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from faceops.config import Params
-from faceops.data.loader import make_loader, split_urls
-from faceops.eval.evaluate import predict, score_predictions
-from faceops.eval.verification import cosine_scores, verification_metrics
 from faceops.io.atomic import atomic_directory
-from faceops.io.checkpoint import MODEL_FILE
 from faceops.io.digest import sha256_file
-from faceops.io.insightface import load_verification_bin
 from faceops.io.jsonl import atomic_write_text
-from faceops.train.batch import normalize_images
-from faceops.train.export import load_trained_model
+from faceops.io.layout import MODEL_FILE
+from faceops.io.shards import split_urls
 from stages._common import params_or_exit, parse_args, print_counts, write_metrics
-from stages._finished import cache_folder, reuse_or_run, split_digests
+from stages._finished import cache_folder, device_type, reuse_or_run, split_digests
+
+if TYPE_CHECKING:
+    import torch
+
 
 CODE_MODULES = ("faceops.eval", "faceops.train", "faceops.models", "faceops.data", "faceops.io", "stages.evaluate",
                 "stages._common")  # fmt: skip
@@ -35,6 +30,15 @@ CODE_MODULES = ("faceops.eval", "faceops.train", "faceops.models", "faceops.data
 
 def _bin_metrics(model: torch.nn.Module, path: Path, *, batch_size: int, folds: int) -> dict[str, float]:
     """10-fold verification on an insightface .bin set (pairs stored as consecutive images)."""
+    import cv2
+    import numpy as np
+    import torch
+
+    from faceops.eval.evaluate import predict
+    from faceops.eval.verification import cosine_scores, verification_metrics
+    from faceops.io.insightface import load_verification_bin
+    from faceops.train.batch import normalize_images
+
     images, same = load_verification_bin(path)
     decoded = [cv2.cvtColor(cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for b in images]
     tensors = torch.from_numpy(np.stack([cv2.resize(im, (112, 112)) for im in decoded])).permute(0, 3, 1, 2)
@@ -50,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__, ["model", "shards", "verification", "metrics", "plots"], argv, path_lists=["cache"])
     params = params_or_exit(args.params)
     cfg = params.evaluate
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device_type()
     bins = {name: sha256_file(path) if (path := args.verification / f"{name}.bin").is_file() else None
             for name in cfg.bin_sets}  # fmt: skip
     reads = {source: split_digests(args.shards, source, [cfg.split]) for source in cfg.sources}
@@ -61,7 +65,17 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _run(args: Any, params: Params, device: str) -> None:
-    """Score the trained model on every source's ``evaluate.split`` and the .bin sets; write metrics and plots."""
+    """Score the trained model on every source's ``evaluate.split`` and the .bin sets; write metrics and plots.
+
+    torch and the model code are imported here, not at the top: a restore never needs them (stages._finished).
+    """
+    import torch
+
+    from faceops.data.loader import make_loader
+    from faceops.eval.evaluate import predict, score_predictions
+    from faceops.train.batch import normalize_images
+    from faceops.train.export import load_trained_model
+
     cfg = params.evaluate
     torch.manual_seed(params.base.seed)
     model, record = load_trained_model(args.model / MODEL_FILE, map_location=device)

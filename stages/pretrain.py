@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from faceops.io.atomic import atomic_directory
-from faceops.io.checkpoint import MODEL_FILE, save_checkpoint
-from faceops.train import disabled_record
+from faceops.io.layout import MODEL_FILE
 from stages._common import console, params_or_exit, parse_args, write_metrics
 from stages._finished import cache_folder
 from stages._training import open_live, run_training
@@ -26,6 +25,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = params_or_exit(args.params)
     cfg = params.pretrain
     if not cfg.enabled:
+        from faceops.io.checkpoint import save_checkpoint  # torch: imported only where a stage computes
+        from faceops.train import disabled_record
+
         with atomic_directory(args.out) as staging:
             save_checkpoint(staging / MODEL_FILE, disabled_record(cfg.model_dump(mode="json")), kind="model")
         with open_live(args.live) as live:

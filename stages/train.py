@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from faceops.io.checkpoint import MODEL_FILE
+from faceops.io.layout import MODEL_FILE
 from stages._common import params_or_exit, parse_args
 from stages._finished import cache_folder
 from stages._training import promoted_init_file, run_training

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from faceops.io.shards import ShardSample, write_index, write_shards
 from faceops.labels import sample_id
 from stages import _finished, _training, pretrain, train
 
+REPO = Path(__file__).resolve().parents[1]
 N_IDS, PER_ID = 3, 4
 SECTION = {"sources": [{"name": "faces", "share": 1.0}], "steps": 2, "warmup_steps": 1, "batch_size": 4,
            "checkpoint_every": 1, "shuffle_buffer": 4}  # fmt: skip
@@ -151,8 +154,6 @@ def test_code_digest_follows_the_source_files(tmp_path, monkeypatch):
 
 
 def test_prune_keeps_the_most_recently_used_runs(tmp_path):
-    import os
-
     for n in range(6):
         (tmp_path / f"run{n}").mkdir()
         os.utime(tmp_path / f"run{n}", ns=(n * 10**9, n * 10**9))
@@ -167,3 +168,44 @@ def test_cache_takes_one_folder():
     assert _finished.cache_folder([Path("a")]) == Path("a")
     with pytest.raises(SystemExit, match="one folder"):
         _finished.cache_folder([Path("a"), Path("b")])
+
+
+_RESTORE_WITHOUT_TORCH = """
+import runpy, sys
+sys.argv = ["stages.pretrain", *sys.argv[1:]]
+runpy.run_module("stages.pretrain", run_name="__main__")
+assert "torch" not in sys.modules, "restoring a finished run imported torch"
+"""
+
+
+def test_a_restore_never_imports_torch_and_gives_the_same_bytes(workspace):
+    """The cheap path the incremental pipeline relies on: a stage process that only restores."""
+    root, trained = workspace
+    run_pretrain(root)
+    before = _digests(root / "pre", root / "pre.json")
+    (root / "pre" / "model.pt").unlink()
+    args = ["--params", str(root / "params.yaml"), "--shards", str(root / "shards"), "--out", str(root / "pre"),
+            "--ckpt", str(root / "ckpt/pre"), "--metrics", str(root / "pre.json"), "--live", str(root / "pre_live"),
+            "--cache", str(root / "cache/pre")]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "WORLD_SIZE"}
+    done = subprocess.run([sys.executable, "-c", _RESTORE_WITHOUT_TORCH, *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "exported it from" in done.stdout + done.stderr
+    assert _digests(root / "pre", root / "pre.json") == before
+    assert trained == ["pretrain"]
+
+
+def test_stage_modules_and_fingerprint_inputs_do_not_import_torch():
+    stages = ["sample", "ingest", "keypoints", "align", "shard", "pretrain", "train", "evaluate", "embed", "cluster",
+              "report"]  # fmt: skip
+    probe = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\nprint('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe, *[f"stages.{s}" for s in stages]], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
+
+
+def test_torch_version_and_device_type_agree_with_torch():
+    assert _finished.torch_version() == torch.__version__
+    assert _finished.device_type() == ("cuda" if torch.cuda.is_available() else "cpu")

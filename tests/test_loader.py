@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from faceops.data.loader import ShardDataset, collate_samples, decode_jpeg, make_loader, split_urls
-from faceops.io.shards import ShardError, ShardSample, write_index, write_shards
+from faceops.data.loader import ShardDataset, collate_samples, decode_jpeg, make_loader
+from faceops.io.shards import ShardError, ShardSample, split_urls, write_index, write_shards
 from faceops.labels import sample_id
 
 N_SAMPLES = 24

@@ -69,6 +69,20 @@ class TestWriteShards:
         for info in a:
             assert (tmp_path / "a" / info.name).read_bytes() == (tmp_path / "b" / info.name).read_bytes()
 
+    def test_bytes_are_what_webdatasets_tar_writer_writes(self, tmp_path):
+        """faceops writes shards with tarfile (no webdataset import); the format must stay webdataset's."""
+        import webdataset as wds
+
+        samples = sorted(_samples(5), key=lambda s: s.key)
+        (info,) = write_shards(samples, tmp_path, split="train", maxcount=8)
+        buffer = io.BytesIO()
+        with wds.TarWriter(buffer, user="faceops", group="faceops", mode=0o444, mtime=0, compress=False,
+                           encoder=False) as writer:  # fmt: skip
+            for sample in samples:
+                meta = json.dumps(sample.meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                writer.write({"__key__": sample.key, "jpg": sample.jpg, "json": meta.encode("utf-8")})
+        assert (tmp_path / info.name).read_bytes() == buffer.getvalue()
+
     def test_maxcount_names_and_sorted_keys(self, tmp_path):
         samples = _samples(23)
         infos = write_shards(samples, tmp_path, split="val", maxcount=5)

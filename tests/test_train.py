@@ -15,9 +15,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from faceops.data.loader import split_urls
 from faceops.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from faceops.io.shards import ShardSample, write_index, write_shards
+from faceops.io.shards import ShardSample, split_urls, write_index, write_shards
 from faceops.labels import sample_id
 from faceops.models import create_model, param_groups
 from faceops.models.tasks import head_by_name

@@ -47,9 +47,9 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
-from faceops.io.shards import ShardError, iter_tar_samples, read_index
+from faceops.io.shards import ShardError, iter_tar_samples
 
-__all__ = ["Decode", "ShardDataset", "collate_samples", "decode_jpeg", "make_loader", "split_urls"]
+__all__ = ["Decode", "ShardDataset", "collate_samples", "decode_jpeg", "make_loader"]
 
 Decode = Literal["torch", "numpy"]
 Handler = Callable[[Exception], bool]
@@ -109,7 +109,7 @@ class ShardDataset(IterableDataset):
     """Faces and labels streamed from shards, split across DDP ranks and DataLoader workers.
 
     Args:
-        urls: shard files (e.g. :func:`split_urls`); at least one.
+        urls: shard files (e.g. :func:`faceops.io.shards.split_urls`); at least one.
         shuffle_buffer: 0 reads shards and samples in order; > 0 shuffles the shard order by
             (seed, epoch) and samples through a buffer of this size.
         seed: base seed of both shuffles.
@@ -276,17 +276,3 @@ def make_loader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_samples,
         pin_memory=pin_memory, drop_last=drop_last,
     )  # fmt: skip
-
-
-def split_urls(index_dir: str | Path, split: str) -> list[Path]:
-    """Shard paths of one split, in index order, from ``index_dir/index.json``.
-
-    Raises:
-        FileNotFoundError: no index in ``index_dir``.
-        KeyError: ``split`` is not in the index (the message lists the splits that are).
-    """
-    index_dir = Path(index_dir)
-    splits = read_index(index_dir)["splits"]
-    if split not in splits:
-        raise KeyError(f"split {split!r} is not in {index_dir}/index.json; available: {sorted(splits)}")
-    return [index_dir / name for name in splits[split]["shards"]]

@@ -30,15 +30,12 @@ from typing import Any, Literal
 import torch
 
 from faceops.io.jsonl import atomic_write_bytes
+from faceops.io.layout import MODEL_FILE, RESUME_FILE
 
 __all__ = ["CHECKPOINT_FORMAT", "MODEL_FILE", "RESUME_FILE", "CheckpointError", "save_checkpoint", "load_checkpoint"]
 
 #: Version of the record layout.
 CHECKPOINT_FORMAT = 1
-#: Exported model inside a training stage's output directory.
-MODEL_FILE = "model.pt"
-#: Latest resumable checkpoint inside a run's resume folder.
-RESUME_FILE = "last.pt"
 
 Kind = Literal["resume", "model"]
 

@@ -12,3 +12,7 @@ COCO_ANNOTATIONS = "annotations.json"
 SHARD_INDEX = "index.json"
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
+#: Exported model inside a training stage's output directory (``faceops.io.checkpoint``, kind "model").
+MODEL_FILE = "model.pt"
+#: Latest resumable checkpoint inside a run's resume folder.
+RESUME_FILE = "last.pt"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import re
+import tarfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +37,6 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-import webdataset as wds
 
 from faceops.io.jsonl import atomic_write_bytes, atomic_write_text, dumps_line
 from faceops.io.layout import SHARD_INDEX
@@ -50,6 +50,7 @@ __all__ = [
     "write_shards",
     "write_index",
     "read_index",
+    "split_urls",
     "iter_tar_samples",
 ]
 
@@ -164,14 +165,24 @@ def _encode_sample(sample: ShardSample) -> dict[str, bytes | str]:
 
 
 def _tar_bytes(samples: list[dict[str, bytes | str]]) -> bytes:
-    """One shard as bytes, members in the given order with fixed metadata."""
+    """One shard as bytes, members in the given order with fixed metadata.
+
+    The members are what ``webdataset.TarWriter`` writes for the same sample dicts (name
+    ``<key>.<ext>`` in sorted ext order, a streamed POSIX tar; tests compare the bytes), written with
+    :mod:`tarfile` because importing webdataset imports torch (seconds), which the shard stage and
+    any caller that only reads an index should not pay.
+    """
     buffer = BytesIO()
-    writer = wds.TarWriter(
-        buffer, user=_OWNER, group=_OWNER, mode=_MEMBER_MODE, mtime=_MTIME, compress=False, encoder=False
-    )
-    with writer:
+    with tarfile.open(fileobj=buffer, mode="w|") as tar:
         for sample in samples:
-            writer.write(sample)
+            key = sample["__key__"]
+            for ext in sorted(name for name in sample if name != "__key__"):
+                value = sample[ext]
+                data = value.encode("utf-8") if isinstance(value, str) else value
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size, info.mtime, info.mode = len(data), _MTIME, _MEMBER_MODE
+                info.uname = info.gname = _OWNER
+                tar.addfile(info, BytesIO(data))
     return buffer.getvalue()
 
 
@@ -378,3 +389,17 @@ def iter_tar_samples(
             sample[ext] = data
     if sample is not None:
         yield sample
+
+
+def split_urls(index_dir: str | Path, split: str) -> list[Path]:
+    """Shard paths of one split, in index order, from ``index_dir/index.json``.
+
+    Raises:
+        FileNotFoundError: no index in ``index_dir``.
+        KeyError: ``split`` is not in the index (the message lists the splits that are).
+    """
+    index_dir = Path(index_dir)
+    splits = read_index(index_dir)["splits"]
+    if split not in splits:
+        raise KeyError(f"split {split!r} is not in {index_dir}/index.json; available: {sorted(splits)}")
+    return [index_dir / name for name in splits[split]["shards"]]

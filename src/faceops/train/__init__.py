@@ -2,7 +2,7 @@
 
 Modules: ``batch`` (normalisation, label scan, targets + masks, flips), ``mixing`` (multi-source
 batches), ``schedule`` (warm-up + cosine), ``distributed`` (torchrun/DDP), ``loop`` (``fit``),
-``export`` (model records, initialisation, run fingerprints), ``run`` (assembling a run's parts).
+``export`` (model records, initialisation), ``run`` (assembling a run's parts).
 Checkpoint files live in ``faceops.io.checkpoint``. Nothing here reads params.yaml or imports a
 logging library.
 """
@@ -12,7 +12,7 @@ from faceops.train.batch import (
 )  # fmt: skip
 from faceops.train.distributed import DistInfo, close_distributed, init_distributed, mean_across_ranks, world_info
 from faceops.train.export import (
-    build_model, disabled_record, init_backbone, init_head_bias, load_trained_model, model_record, run_fingerprint,
+    build_model, disabled_record, init_backbone, init_head_bias, load_trained_model, model_record,
 )  # fmt: skip
 from faceops.train.loop import FitResult, StepInfo, fit, summarize
 from faceops.train.mixing import Batch, MixedBatches, batch_counts
@@ -27,6 +27,5 @@ __all__ = [
     "DistInfo", "init_distributed", "close_distributed", "world_info", "mean_across_ranks",
     "fit", "StepInfo", "FitResult", "summarize",
     "model_record", "disabled_record", "build_model", "load_trained_model", "init_backbone", "init_head_bias",
-    "run_fingerprint",
     "TrainingRun", "build_training",
 ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""The exported model record, rebuilding a model from it, initialisation, run fingerprints.
+"""The exported model record, rebuilding a model from it, initialisation.
 
 An exported model (``faceops.io.checkpoint.MODEL_FILE``, kind ``"model"``) is what evaluation and
 inference read. It holds ``model_name`` + ``model_args`` (``create_model`` rebuilds the network),
@@ -10,8 +10,6 @@ the same outputs whether or not pre-training runs; ``train`` then starts from sc
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +21,7 @@ from faceops.io.checkpoint import load_checkpoint
 from faceops.models import create_model
 from faceops.train.batch import IMAGE_MEAN, IMAGE_STD
 
-__all__ = ["model_record", "disabled_record", "build_model", "load_trained_model", "init_backbone", "init_head_bias",
-           "run_fingerprint"]
+__all__ = ["model_record", "disabled_record", "build_model", "load_trained_model", "init_backbone", "init_head_bias"]
 
 
 def model_record(
@@ -135,16 +132,3 @@ def init_head_bias(model: nn.Module, head: str, value: float) -> None:
         raise KeyError(f"model has no single-output head {head!r} with a bias (found {len(layers)} layers named so)")
     with torch.no_grad():
         layers[0].bias.fill_(value)
-
-
-def run_fingerprint(*parts: object) -> str:
-    """16 hex digits identifying a training run's inputs (params, data indexes, init weights, world size).
-
-    ``bytes`` parts are hashed as they are, anything else as canonical JSON, so a changed config or
-    data set gets a new resume folder and never resumes a checkpoint of another run.
-    """
-    digest = hashlib.sha256()
-    for part in parts:
-        data = part if isinstance(part, bytes) else json.dumps(part, sort_keys=True, default=str).encode()
-        digest.update(hashlib.sha256(data).digest())
-    return digest.hexdigest()[:16]
