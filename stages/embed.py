@@ -11,16 +11,15 @@ Writes ``<out>/<source>/<split>.npy`` + ``.jsonl`` (``faceops.io.embeddings``); 
 not have (no unlabeled photos, say) is skipped and reported, not an error. With ``--cache FOLDER`` the
 outputs of a finished run with the same backend (model file, or dlib version and model files), shards
 read, params and code are restored instead (``stages._finished``): new photos of another source leave
-the embeddings as they are.
+the embeddings as they are. ``embed.runner: dask`` embeds one shard per Dask task on the cluster's CPUs
+(``faceops.eval.embed``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from faceops.config import EmbedParams
 from faceops.io.atomic import atomic_directory
@@ -45,30 +44,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = params_or_exit(args.params).embed
     reads = {source: split_digests(args.shards, source, cfg.splits) for source in cfg.sources}
     outputs = {"out": args.out, "metrics.json": args.metrics}
+    on_dask = cfg.runner == "dask"
     if cfg.backend == "dlib":
         from faceops.models.dlib_face import dlib_version, model_files  # faceops.models imports torch
 
         dlib = {"dlib": dlib_version(), **{name: sha256_file(path) for name, path in model_files().items()}}
+        compute = (lambda: _on_dask(args.model, cfg)) if on_dask else (lambda: _dlib(cfg))
         reuse_or_run("embed", cache_folder(args.cache), [cfg.model_dump(mode="json"), dlib, reads], outputs,
-                     lambda: _write_sets(args, cfg, *_dlib(cfg)), modules=DLIB_CODE_MODULES)  # fmt: skip
+                     lambda: _write_sets(args, cfg, *compute()), modules=DLIB_CODE_MODULES)  # fmt: skip
         return
-    device = device_type()
+    device = "cpu" if on_dask else device_type()  # Dask workers embed on their CPUs
+    compute = (lambda: _on_dask(args.model, cfg)) if on_dask else (lambda: _swinface(args.model, cfg, device))
     parts = [cfg.model_dump(mode="json"), sha256_file(args.model / MODEL_FILE), reads]
-    reuse_or_run("embed", cache_folder(args.cache), parts, outputs,
-                 lambda: _write_sets(args, cfg, *_swinface(args.model, cfg, device)),
+    reuse_or_run("embed", cache_folder(args.cache), parts, outputs, lambda: _write_sets(args, cfg, *compute()),
                  modules=CODE_MODULES, device=device)  # fmt: skip
 
 
 def _swinface(model_dir: Path, cfg: EmbedParams, device: str) -> tuple[str, EmbedSplit]:
-    """(title, embedder) of the trained model in ``model_dir``.
+    """(title, embedder) of the trained model in ``model_dir``, in this process.
 
     torch and the model code are imported here, not at the top: a restore never needs them (stages._finished).
     """
     import torch
 
-    from faceops.data.loader import make_loader
-    from faceops.eval.evaluate import predict
-    from faceops.train.batch import normalize_images
+    from faceops.eval.embed import model_embeddings
     from faceops.train.export import load_trained_model
 
     model, record = load_trained_model(model_dir / MODEL_FILE, map_location=device)
@@ -76,38 +75,39 @@ def _swinface(model_dir: Path, cfg: EmbedParams, device: str) -> tuple[str, Embe
     autocast = torch.bfloat16 if device == "cuda" else None
 
     def embed_split(urls: list[Path], advance: Callable[[int], None]) -> EmbeddingSet:
-        loader = make_loader(urls, batch_size=cfg.batch_size, num_workers=cfg.num_workers, shuffle_buffer=0, seed=0,
-                             epoch=0)  # fmt: skip
-        pred = predict(model, loader, normalize=normalize_images, device=device, autocast_dtype=autocast,
-                       progress=advance)  # fmt: skip
-        return EmbeddingSet(pred.keys, pred.embeddings, [m.get("identity") for m in pred.metas])
+        return model_embeddings(model, urls, batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=device,
+                                autocast_dtype=autocast, progress=advance)  # fmt: skip
 
     return f"embed ({record['model_name']}, step {record['step']}, {device})", embed_split
 
 
 def _dlib(cfg: EmbedParams) -> tuple[str, EmbedSplit]:
     """(title, embedder) of dlib's ResNet on the shards' aligned faces, one process per available CPU."""
-    from faceops.align import template_for_size
-    from faceops.data.loader import ShardDataset
+    from faceops.eval.embed import dlib_embeddings
     from faceops.models.dlib_face import DlibFaceEmbedder, dlib_version
 
     embedder = DlibFaceEmbedder(batch_size=cfg.batch_size)
 
     def embed_split(urls: list[Path], advance: Callable[[int], None]) -> EmbeddingSet:
-        keys: list[str] = []
-        identities: list[str | None] = []
-
-        def faces() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-            """Stream (crop, template) pairs, noting each sample's id and identity in reading order."""
-            for sample in ShardDataset(urls, decode="numpy"):
-                keys.append(sample["key"])
-                identities.append(sample["meta"].get("identity"))
-                yield sample["image"], template_for_size(sample["image"].shape[1])
-
-        vectors = embedder.embed(faces(), progress=advance)
-        return EmbeddingSet(keys, vectors, identities)
+        return dlib_embeddings(embedder, urls, progress=advance)
 
     return f"embed (dlib {dlib_version()} ResNet, {embedder.workers} processes)", embed_split
+
+
+def _on_dask(model_dir: Path, cfg: EmbedParams) -> tuple[str, EmbedSplit]:
+    """(title, embedder) of ``cfg.backend`` on a Dask cluster, one shard per task (``embed.runner: dask``)."""
+    from faceops.eval.embed import embed_shards_on_dask
+    from faceops.models.dlib_face import available_cpus
+
+    workers = available_cpus()
+    model_file = model_dir / MODEL_FILE if cfg.backend == "swinface" else None
+
+    def embed_split(urls: list[Path], advance: Callable[[int], None]) -> EmbeddingSet:
+        return embed_shards_on_dask(urls, backend=cfg.backend, batch_size=cfg.batch_size, model_file=model_file,
+                                    workers=workers, address=cfg.dask_address, progress=advance)  # fmt: skip
+
+    where = cfg.dask_address or f"a local cluster of {workers} processes"
+    return f"embed ({cfg.backend} on Dask: {where})", embed_split
 
 
 def _write_sets(args: Any, cfg: EmbedParams, title: str, embed_split: EmbedSplit) -> None:

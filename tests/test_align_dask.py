@@ -107,17 +107,7 @@ def _entries(cache: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(cache.glob("*/*.entry"))}
 
 
-# ---------------------------------------------------------------- fixtures: Prefect API, a running cluster
-
-
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """A temporary Prefect server for the module (PREFECT_API_URL points at it), as a lab server would be."""
-    from prefect.settings import PREFECT_HOME, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    with temporary_settings(updates={PREFECT_HOME: tmp_path_factory.mktemp("prefect_home")}), prefect_test_harness():
-        yield
+# ---------------------------------------------------------------- fixtures: a running cluster (prefect_api: conftest.py)
 
 
 def _children() -> set[int]:

@@ -196,3 +196,69 @@ def test_stage_writes_sets_that_cluster_reads(tmp_path, monkeypatch, photos, emb
     monkeypatch.setattr(embed_stage, "_dlib", lambda cfg: pytest.fail("same fingerprint must not embed again"))
     embed_stage.main(argv)  # restored from the cache, byte for byte
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == first
+
+
+# ---------------------------------------------------------------- embed.runner: dask (one shard per task)
+
+needs_dask = pytest.mark.skipif(importlib.util.find_spec("prefect_dask") is None,
+                                reason="the dask extra is not installed")
+
+
+def _embed_argv(tmp_path: Path, name: str, section: dict, model: Path) -> list[str]:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["embed"] = {"sources": ["tiny"], "splits": ["train", "test"], **section}
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(params))
+    return ["--params", str(tmp_path / f"{name}.yaml"), "--model", str(model), "--shards", str(tmp_path / "shards"),
+            "--out", str(tmp_path / name), "--metrics", str(tmp_path / f"{name}.json")]  # fmt: skip
+
+
+def _tiny_model(folder: Path) -> Path:
+    """An untrained ``swinface_tiny`` exported as the train stage would (weights from a fixed seed)."""
+    import torch
+
+    from faceops.io.checkpoint import save_checkpoint
+    from faceops.models import create_model
+    from faceops.train import model_record
+
+    torch.manual_seed(0)
+    model = create_model("swinface_tiny", mlff_width=16).eval()
+    record = model_record(model, "swinface_tiny", {"mlff_width": 16}, identities=["a", "b"], step=1, params={},
+                          init="scratch")  # fmt: skip
+    save_checkpoint(folder / "model.pt", record, kind="model")
+    return folder
+
+
+@needs_dlib
+@needs_dask
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_dask_runner_gives_the_in_process_embeddings(tmp_path, photos, prefect_api):
+    """dlib: the same bytes; the trained model: the same rows, vectors equal to float rounding (batches
+    end at shard boundaries on Dask). 3 + 1 shards of 2 faces: several tasks per split."""
+    _write_source(tmp_path / "shards", photos)
+    model = _tiny_model(tmp_path / "model")
+    for backend in ("dlib", "swinface"):
+        here, there = f"{backend}_here", f"{backend}_dask"
+        embed_stage.main(_embed_argv(tmp_path, here, {"backend": backend, "batch_size": 3}, model))
+        embed_stage.main(_embed_argv(tmp_path, there, {"backend": backend, "batch_size": 3, "runner": "dask"}, model))
+        metrics = [json.loads((tmp_path / f"{name}.json").read_text()) for name in (here, there)]
+        assert metrics[0] == metrics[1]
+        for split in ("train", "test"):
+            expected = read_embeddings(tmp_path / here / "tiny", split)
+            found = read_embeddings(tmp_path / there / "tiny", split)
+            assert found.ids == expected.ids and found.identities == expected.identities
+            if backend == "dlib":
+                assert found.vectors.tobytes() == expected.vectors.tobytes()
+            else:
+                assert np.min(np.sum(found.vectors * expected.vectors, axis=1)) > 0.9999
+
+
+def test_dask_embedding_refuses_what_cannot_work(tmp_path):
+    from faceops.eval.embed import concat_sets, embed_shards_on_dask
+
+    with pytest.raises(ValueError, match="at least one shard"):
+        embed_shards_on_dask([], backend="dlib", batch_size=4)
+    with pytest.raises(ValueError, match="needs model_file"):
+        embed_shards_on_dask([tmp_path / "a.tar"], backend="swinface", batch_size=4)
+    with pytest.raises(ValueError, match="at least one embedding set"):
+        concat_sets([])

@@ -199,7 +199,8 @@ def test_a_restore_never_imports_torch_and_gives_the_same_bytes(workspace):
 def test_stage_modules_and_fingerprint_inputs_do_not_import_torch():
     stages = ["sample", "ingest", "keypoints", "align", "shard", "pretrain", "train", "evaluate", "embed", "cluster",
               "report"]  # fmt: skip
-    probe = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\nprint('torch' in sys.modules)"
+    probe = ("import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+             "print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe, *[f"stages.{s}" for s in stages]], cwd=REPO,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]

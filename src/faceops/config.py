@@ -82,29 +82,14 @@ class IngestParams(_Section):
         return sources
 
 
-class AlignParams(_Section):
-    """Face alignment (stage ``align``).
-
-    Landmarks come from, in order: the source's labels (``use_given_landmarks``), the ``keypoints``
-    stage's pseudo-landmarks when their mean confidence reaches ``pseudo_min_confidence``
-    (``use_pseudo_landmarks``), else the detector.
-
-    ``runner`` decides who computes the images missing from the per-image cache, never what comes out:
-    ``processes`` (default, cheapest on one machine) uses ``workers`` processes here; ``dask`` sends
-    chunks of images through a Prefect flow to a Dask cluster (the ``dask`` extra), so several machines
-    can share a large run: a temporary local cluster of ``workers`` processes when ``dask_address`` is
-    None, else the running scheduler at ``dask_address`` (``tcp://`` or ``tls://host:port``), whose
-    workers must see the workspace (photos, cache) under the same paths.
+class _RunnerChoice(_Section):
+    """Who computes a stage's parallel part: ``processes`` on this machine (default), or ``dask``: chunks
+    of work through a Prefect flow to a Dask cluster (``faceops.parallel``; the ``dask`` extra), so
+    several machines can share a large run. With ``dask`` and no ``dask_address`` a temporary local
+    cluster runs; else the running scheduler at ``dask_address`` (``tcp://`` or ``tls://host:port``),
+    whose workers must see the workspace under the same paths.
     """
 
-    detector: Literal["mtcnn"] = "mtcnn"
-    min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9
-    multiple_faces: Literal["largest", "quarantine"] = "largest"
-    use_given_landmarks: bool = True
-    use_pseudo_landmarks: bool = True
-    pseudo_min_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
-    workers: Annotated[int, Field(ge=1, le=64)] = 2
-    jpeg_quality: Annotated[int, Field(ge=50, le=100)] = 95
     runner: Literal["processes", "dask"] = "processes"
     dask_address: str | None = None
 
@@ -117,10 +102,32 @@ class AlignParams(_Section):
             raise ValueError("must be a Dask scheduler address: tcp://host:port or tls://host:port") from None
 
     @model_validator(mode="after")
-    def _address_needs_dask(self) -> "AlignParams":
+    def _address_needs_dask(self) -> "_RunnerChoice":
         if self.dask_address is not None and self.runner != "dask":
             raise ValueError(f"dask_address is only used with runner: dask (runner is {self.runner!r})")
         return self
+
+
+class AlignParams(_RunnerChoice):
+    """Face alignment (stage ``align``).
+
+    Landmarks come from, in order: the source's labels (``use_given_landmarks``), the ``keypoints``
+    stage's pseudo-landmarks when their mean confidence reaches ``pseudo_min_confidence``
+    (``use_pseudo_landmarks``), else the detector.
+
+    ``runner`` (see ``_RunnerChoice``) decides who computes the images missing from the per-image
+    cache, never what comes out: ``processes`` uses ``workers`` processes; ``dask`` sends chunks of
+    images to the cluster (a temporary local one has ``workers`` processes).
+    """
+
+    detector: Literal["mtcnn"] = "mtcnn"
+    min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9
+    multiple_faces: Literal["largest", "quarantine"] = "largest"
+    use_given_landmarks: bool = True
+    use_pseudo_landmarks: bool = True
+    pseudo_min_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    jpeg_quality: Annotated[int, Field(ge=50, le=100)] = 95
 
 
 class SplitFractions(_Section):
@@ -277,13 +284,17 @@ class EvaluateParams(_Section):
     bin_sets: list[Annotated[str, Field(pattern=SOURCE_NAME_PATTERN)]] = Field(default_factory=list)
 
 
-class EmbedParams(_Section):
+class EmbedParams(_RunnerChoice):
     """Embedding extraction (stage ``embed``): L2-normalised float32 vectors per source and split.
 
     ``backend: swinface`` uses the model the ``train`` stage wrote. ``backend: dlib`` uses dlib's
     pretrained ResNet (128-d; extra ``.[dlib]``), so real photos can be clustered before any training
     here; ``batch_size`` is then faces per dlib batch. Splits are the shard splits (``unlabeled``
     holds a source's samples without identity).
+
+    ``runner: dask`` (see ``_RunnerChoice``) embeds one shard file per Dask task, on the workers' CPUs
+    (one torch thread each; a local cluster has one process per CPU here). dlib's vectors are the same
+    bytes either way; a trained model's agree to float rounding (its batches end at shard boundaries).
     """
 
     backend: Literal["swinface", "dlib"] = "swinface"
