@@ -19,7 +19,8 @@ learn-to-cluster part1_test), not the 0.99 of an earlier generator whose identit
 Fairness: every method's free parameters are chosen by best pairwise F on a held-out *labelled*
 calibration set (same generator and space, other identities): threshold and k for ``threshold``,
 min_cluster_size for ``hdbscan``, distance for ``agglomerative`` (on half of it: quadratic memory),
-min_score and max_size of the propagation for ``gcn``. The GCN's weights see only the training
+min_score, max_size and split step of the propagation and the merge of an edge's two
+directed scores (mean or max) for ``gcn``. The GCN's weights see only the training
 source. Nothing is tuned on the evaluated sets. kNN (shared by gcn and threshold) is timed once and
 counted in both.
 
@@ -45,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _env import environment  # noqa: E402
 
 from faceops.cluster import (  # noqa: E402
-    agglomerative, clustering_scores, gcn_links, hdbscan_labels, knn, make_identities, pairwise, propagate,
-    threshold_cc, train_linkage_gcn,
+    REDUCES, agglomerative, clustering_scores, gcn_links, hdbscan_labels, knn, make_identities, merge_duplicate_edges,
+    pairwise, predict_links, propagate, threshold_cc, train_linkage_gcn,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cluster.json"
@@ -55,7 +56,9 @@ K1, K2, U = 20, 2, 3
 THRESHOLDS = [(k, float(t)) for k in (10, 20) for t in np.round(np.arange(0.2, 0.71, 0.025), 3)]
 DISTANCES = [float(d) for d in np.round(np.arange(0.4, 0.96, 0.025), 3)]
 MIN_CLUSTER = [2, 3, 5, 10]
-PROPAGATION = [(s, m) for s in (0.5, 0.7, 0.8, 0.9, 0.95) for m in (100, 200, 300)]
+# GCN: (duplicate-edge reduce, split step, min_score, max_size)
+PROPAGATION = [(r, st, s, m) for r in REDUCES for st in (0.6, 0.8, 0.9)
+               for s in (0.5, 0.7, 0.8, 0.9, 0.95) for m in (100, 200, 300)]
 
 
 def _best(candidates: Sequence, run: Callable, y: np.ndarray) -> tuple:
@@ -88,9 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     train_s = time.perf_counter() - t
     xc, yc = make_identities(args.calib_size, seed=args.seed + 2000)
     graph_c = knn(xc, K1, seed=args.seed)
-    links_c = gcn_links(xc, model, knn_graph=graph_c)
+    directed_c = predict_links(model, xc, graph_c[0])
+    links_c = {r: merge_duplicate_edges(*directed_c, reduce=r) for r in REDUCES}
     chosen = {
-        "gcn": _best(PROPAGATION, lambda c: propagate(len(xc), *links_c, min_score=c[0], max_size=c[1]), yc),
+        "gcn": _best(PROPAGATION, lambda c: propagate(len(xc), *links_c[c[0]], step=c[1], min_score=c[2],
+                                                       max_size=c[3]), yc),
         "threshold": _best(THRESHOLDS, lambda c: threshold_cc(xc, k=c[0], threshold=c[1], knn_graph=graph_c), yc),
         "hdbscan": _best(MIN_CLUSTER, lambda c: hdbscan_labels(xc, pca_dim=32, min_cluster_size=c, n_jobs=args.threads), yc),
     }
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen["agglomerative"] = _best(DISTANCES, lambda c: agglomerative(xc[half], distance_threshold=c), yc[half])
     print(f"train: GCN {train_s:.1f} s on {len(xs)} samples; chosen on the calibration set (param, pairwise F): "
           + "; ".join(f"{k} {v[0]} ({v[1]:.3f})" for k, v in chosen.items()))
-    (min_score, max_size), (k_th, th) = chosen["gcn"][0], chosen["threshold"][0]
+    (reduce, step, min_score, max_size), (k_th, th) = chosen["gcn"][0], chosen["threshold"][0]
     min_cluster, dist = chosen["hdbscan"][0], chosen["agglomerative"][0]
 
     rows, ok, reasons = [], True, []
@@ -109,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         graph = knn(x, K1, seed=args.seed)
         knn_s = time.perf_counter() - t
         runs = {
-            "gcn": lambda: propagate(n, *gcn_links(x, model, knn_graph=graph), max_size=max_size, min_score=min_score),
+            "gcn": lambda: propagate(n, *gcn_links(x, model, knn_graph=graph, reduce=reduce), max_size=max_size,
+                                    min_score=min_score, step=step),
             "threshold": lambda: threshold_cc(x, k=k_th, threshold=th, knn_graph=graph),
         }
         if n <= args.hdbscan_max:
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment("numpy", "torch", threads=args.threads),
         "args": vars(args), "train_s": round(train_s, 2),
         "chosen_on_calibration_set": {k: {"param": v[0], "pairwise_f": v[1]} for k, v in chosen.items()},
-        "gcn": {**model.config, "max_size": max_size, "min_score": min_score},
+        "gcn": {**model.config, "reduce": reduce, "step": step, "max_size": max_size, "min_score": min_score},
         "results": rows, "goal_met": ok, "notes": reasons,
     }, indent=2) + "\n")
     print(f"\nSUMMARY: goal {'met' if ok else 'NOT met'}" + ("" if not reasons else ": " + "; ".join(reasons)))

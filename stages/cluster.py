@@ -50,19 +50,20 @@ def _calibration_mask(identities: Sequence[str], share: float) -> np.ndarray | N
 def _fit_gcn(vectors: np.ndarray, labels: np.ndarray, held: np.ndarray | None, cfg: ClusterParams, seed: int,
              k1: int) -> tuple[LinkageGCN, dict[str, float | int]]:  # fmt: skip
     """The linkage GCN (trained on the rows not ``held``) and its propagation settings: chosen on the
-    ``held`` rows (``tune_propagation``), or ``cfg``'s when there are none."""
-    from faceops.cluster import gcn_links, train_linkage_gcn  # torch: only when computing (stages._finished)
-    from faceops.cluster.select import PROPAGATION_GRID, tune_propagation
+    ``held`` rows (``tune_gcn_links``: edge-score merge, min_score, max_size, split step), or ``cfg``'s
+    (mean merge, step 0.6) when there are none."""
+    from faceops.cluster import train_linkage_gcn  # torch: only when computing (stages._finished)
+    from faceops.cluster.select import PROPAGATION_GRID, tune_gcn_links
 
     gcn_args = {"k1": k1, "k2": min(cfg.k2, k1), "u": min(cfg.u, k1), "epochs": cfg.epochs, "seed": seed}
     if held is None:
         model = train_linkage_gcn(vectors, labels, **gcn_args)
-        return model, {"min_score": cfg.min_score, "max_size": cfg.max_size, "calibrated": 0}
+        return model, {"reduce": "mean", "min_score": cfg.min_score, "max_size": cfg.max_size, "step": 0.6,
+                       "calibrated": 0}  # fmt: skip
     model = train_linkage_gcn(vectors[~held], labels[~held], **gcn_args)
     grid = [(score, size) for score, size in PROPAGATION_GRID if size <= cfg.max_size] or [(cfg.min_score, cfg.max_size)]
-    (min_score, max_size), f = tune_propagation(*gcn_links(vectors[held], model), labels[held], grid=grid)
-    return model, {"min_score": min_score, "max_size": max_size, "calibrated": 1, "calibration_pairwise_f": f,
-                   "calibration_samples": int(held.sum())}  # fmt: skip
+    chosen, f = tune_gcn_links(vectors[held], labels[held], model, grid=grid)
+    return model, {**chosen, "calibrated": 1, "calibration_pairwise_f": f, "calibration_samples": int(held.sum())}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -107,7 +108,8 @@ def _run(args: Any, params: Params) -> None:
         """(labels, confidence) of the target by ``method``, its free parameters chosen on ``train_on``."""
         if method == "gcn":
             return pseudo_labels(target.vectors, model, max_size=int(propagation["max_size"]),
-                                 min_score=float(propagation["min_score"]))  # fmt: skip
+                                 min_score=float(propagation["min_score"]), step=float(propagation["step"]),
+                                 reduce=str(propagation["reduce"]))  # fmt: skip
         value = tune_baseline(method, known.vectors, known_labels, k=k1)[0]
         found = baseline_labels(method, target.vectors, value, k=k1)
         return found, label_confidence(target.vectors, found, k=k1)
@@ -129,7 +131,8 @@ def _run(args: Any, params: Params) -> None:
             "train": {"shards": [i.name for i in infos], "samples": len(kept), "identities": clusters}}})  # fmt: skip
     metrics: dict[str, float | int] = {"samples": len(rows), "clusters": int((sizes > 0).sum()),
                                        "pseudo_samples": len(kept), "pseudo_identities": clusters,
-                                       **{f"propagation/{k}": v for k, v in propagation.items()}}  # fmt: skip
+                                       **{f"propagation/{k}": v for k, v in propagation.items() if k != "reduce"},
+                                       "propagation/max_merge": int(propagation["reduce"] == "max")}  # fmt: skip
     if all(identity is not None for identity in target.identities):
         truth = np.unique(target.identities, return_inverse=True)[1]
         metrics.update({f"{cfg.method}/{k}": v for k, v in clustering_scores(truth, labels).items()})

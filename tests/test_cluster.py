@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from faceops.cluster import (
-    LinkageGCN, agglomerative, bcubed, build_ips, cluster, clustering_scores, gcn_links, knn, make_identities,
+    REDUCES, LinkageGCN, agglomerative, bcubed, build_ips, cluster, clustering_scores, gcn_links, knn, make_identities,
     merge_duplicate_edges, nmi, pairwise, predict_links, propagate, pseudo_label_confidence, pseudo_labels,
     threshold_cc, train_linkage_gcn,
 )
 from faceops.cluster.gcn import _conv, ips_size
+from faceops.cluster.select import PROPAGATION_STEPS, tune_gcn_links, tune_propagation
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +132,17 @@ def test_merge_duplicate_edges_averages_both_directions():
     edges, scores = merge_duplicate_edges(np.array([[0, 1], [1, 0], [2, 1], [3, 3]]), np.array([0.2, 0.6, 0.9, 1.0]))
     np.testing.assert_array_equal(edges, [[0, 1], [1, 2]])
     np.testing.assert_allclose(scores, [0.4, 0.9])
+
+
+def test_merge_duplicate_edges_max_keeps_the_more_confident_direction():
+    raw = np.array([[0, 1], [1, 0], [2, 1], [1, 2], [1, 2], [3, 3]]), np.array([0.2, 0.6, 0.9, 0.1, 0.3, 1.0])
+    edges, scores = merge_duplicate_edges(*raw, reduce="max")
+    np.testing.assert_array_equal(edges, [[0, 1], [1, 2]])
+    np.testing.assert_allclose(scores, [0.6, 0.9])
+    # max never scores an edge below the mean, so at any threshold it keeps a superset of the mean's edges
+    assert (scores >= merge_duplicate_edges(*raw)[1]).all()
+    with pytest.raises(ValueError, match="reduce"):
+        merge_duplicate_edges(*raw, reduce="median")
 
 
 # ---------------------------------------------------------------- IPS and GCN
@@ -251,6 +263,21 @@ def test_gcn_learns_links_and_clusters(blobs):
     assert pl.dtype == np.int64 and pc.dtype == np.float32
     singleton = np.bincount(pl)[pl] == 1
     assert (pc[singleton] == 0).all() and (pc[~singleton] > 0).all()
+    # reduce="max" reaches gcn_links through pseudo_labels: same edges, each scored >= its mean
+    max_edges, max_scores = gcn_links(x, model, index="exact", reduce="max")
+    np.testing.assert_array_equal(max_edges, edges)
+    assert (max_scores >= scores - 1e-12).all() and (max_scores > scores).any()
+    max_labels = pseudo_labels(x, model, max_size=20, index="exact", reduce="max")[0]
+    np.testing.assert_array_equal(max_labels, propagate(len(x), max_edges, max_scores, max_size=20))
+    # tune_gcn_links (the stage's calibration): its choice gives its F through pseudo_labels, and
+    # searching the merge rule too never does worse than tuning the mean-merged links alone
+    grid = [(0.5, 20), (0.9, 20), (0.5, 6)]
+    chosen, f = tune_gcn_links(x, y, model, grid=grid)
+    assert chosen["reduce"] in REDUCES and chosen["step"] in PROPAGATION_STEPS
+    again = pseudo_labels(x, model, max_size=chosen["max_size"], min_score=chosen["min_score"], step=chosen["step"],
+                          reduce=chosen["reduce"])[0]  # fmt: skip
+    assert pairwise(y, again)[2] == pytest.approx(f)
+    assert f >= tune_propagation(*gcn_links(x, model), y, grid=grid)[1]
 
 
 # ---------------------------------------------------------------- synthetic data

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from faceops.cluster.metrics import pairwise
+from faceops.cluster.propagate import propagate
 from faceops.cluster.select import baseline_labels, label_confidence, tune_baseline, tune_propagation
 
 
@@ -54,13 +56,29 @@ def _scored_pairs(labels: np.ndarray, same: float, other: float) -> tuple[np.nda
 def test_propagation_tuning_keeps_the_score_that_separates_identities():
     labels = np.repeat(np.arange(4), 5)
     edges, scores = _scored_pairs(labels, same=0.9, other=0.4)
-    (min_score, max_size), f = tune_propagation(edges, scores, labels, grid=[(0.3, 50), (0.5, 50), (0.95, 50)])
+    (min_score, max_size, step), f = tune_propagation(edges, scores, labels, grid=[(0.3, 50), (0.5, 50), (0.95, 50)])
     assert (min_score, max_size) == (0.5, 50)  # 0.3 merges everything, 0.95 keeps only singletons
+    assert step == 0.6  # no component exceeds the cap: every step ties, the first wins
     assert f == pytest.approx(1.0)
 
 
 def test_propagation_tuning_breaks_ties_by_grid_order():
     labels = np.repeat(np.arange(4), 5)
     edges, scores = _scored_pairs(labels, same=0.9, other=0.4)
-    assert tune_propagation(edges, scores, labels, grid=[(0.6, 50), (0.5, 50)])[0] == (0.6, 50)
-    assert tune_propagation(edges, scores, labels, grid=[(0.5, 50), (0.6, 50)])[0] == (0.5, 50)
+    assert tune_propagation(edges, scores, labels, grid=[(0.6, 50), (0.5, 50)])[0] == (0.6, 50, 0.6)
+    assert tune_propagation(edges, scores, labels, grid=[(0.5, 50), (0.6, 50)], steps=(0.9, 0.6))[0] == (0.5, 50, 0.9)
+
+
+def test_propagation_tuning_picks_the_split_step_that_separates_a_chained_component():
+    """Two identities of 5 joined by a bridge edge (0.7), cap 5: the 10-face component must be split.
+    The threshold rises from 0.5 to 0.8 with step 0.6 (the bridge goes, the identities stay whole) but
+    to 0.95 with step 0.9 (everything goes): the tuner must return the best step and its score."""
+    labels = np.repeat(np.arange(2), 5)
+    edges, scores = _scored_pairs(labels, same=0.9, other=0.1)
+    bridge = np.array([[4, 5]])
+    edges, scores = np.concatenate([edges, bridge]), np.concatenate([scores, [0.7]])
+    (min_score, max_size, step), f = tune_propagation(edges, scores, labels, grid=[(0.5, 5)], steps=(0.6, 0.8, 0.9))
+    direct = {s: pairwise(labels, propagate(10, edges, scores, min_score=0.5, max_size=5, step=s))[2]
+              for s in (0.6, 0.8, 0.9)}
+    assert f == pytest.approx(max(direct.values())) and direct[step] == pytest.approx(f)
+    assert (step, f) == (0.6, pytest.approx(1.0)) and direct[0.9] < 1.0

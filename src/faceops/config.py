@@ -322,8 +322,9 @@ class ClusterParams(_Section):
     one-face class teaches nothing). A baseline ``method`` chooses its free parameter (threshold,
     distance, min cluster size) by pairwise F on ``train_on``; ``compare_baselines`` scores them all.
     ``calibration_share`` of ``train_on``'s identities (by name hash) are kept out of GCN training and
-    choose the propagation's ``min_score`` and ``max_size`` (``max_size`` then caps the candidates);
-    0 trains on all of them and uses ``min_score`` and ``max_size`` as given.
+    choose the propagation's ``min_score``, ``max_size`` (``max_size`` then caps the candidates), split
+    step and edge-score merge (mean or max); 0 trains on all of them and uses ``min_score`` and
+    ``max_size`` as given (mean merge, step 0.6).
     """
 
     method: Literal["gcn", "threshold", "hdbscan", "agglomerative"] = "gcn"

@@ -18,13 +18,14 @@ from faceops.cluster.baselines import agglomerative, hdbscan_labels, threshold_c
 from faceops.cluster.gcn import LinkageGCN, build_ips, predict_links, train_linkage_gcn
 from faceops.cluster.knn import knn
 from faceops.cluster.metrics import bcubed, clustering_scores, nmi, pairwise
-from faceops.cluster.propagate import merge_duplicate_edges, propagate
+from faceops.cluster.propagate import REDUCES, merge_duplicate_edges, propagate
 from faceops.cluster.synthetic import make_identities
 
 __all__ = [
-    "METHODS", "LinkageGCN", "agglomerative", "bcubed", "build_ips", "cluster", "cluster_gcn", "clustering_scores",
-    "gcn_links", "hdbscan_labels", "knn", "make_identities", "merge_duplicate_edges", "nmi", "pairwise",
-    "predict_links", "propagate", "pseudo_label_confidence", "pseudo_labels", "threshold_cc", "train_linkage_gcn",
+    "METHODS", "REDUCES", "LinkageGCN", "agglomerative", "bcubed", "build_ips", "cluster", "cluster_gcn",
+    "clustering_scores", "gcn_links", "hdbscan_labels", "knn", "make_identities", "merge_duplicate_edges", "nmi",
+    "pairwise", "predict_links", "propagate", "pseudo_label_confidence", "pseudo_labels", "threshold_cc",
+    "train_linkage_gcn",
 ]
 
 METHODS = ("gcn", "threshold", "hdbscan", "agglomerative")
@@ -32,16 +33,17 @@ METHODS = ("gcn", "threshold", "hdbscan", "agglomerative")
 
 def gcn_links(
     features: np.ndarray, model: LinkageGCN, *, knn_graph: tuple[np.ndarray, np.ndarray] | None = None,
-    batch_size: int = 512, **knn_kwargs,
+    batch_size: int = 512, reduce: str = "mean", **knn_kwargs,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Undirected scored edges [U, 2], [U] from the GCN, duplicate (i, j)/(j, i) scores averaged.
+    """Undirected scored edges [U, 2], [U] from the GCN, duplicate (i, j)/(j, i) scores merged by ``reduce``.
 
     ``knn_graph`` reuses a precomputed (neighbours [N, >= model.k1], similarities); otherwise ``knn``
-    runs with ``knn_kwargs`` (index, nprobe, device, ...).
+    runs with ``knn_kwargs`` (index, nprobe, device, ...). ``reduce`` is ``"mean"`` or ``"max"``
+    (``merge_duplicate_edges``; choose it on labelled calibration data).
     """
     nbrs = knn_graph[0] if knn_graph is not None else knn(features, model.k1, **knn_kwargs)[0]
     edges, scores = predict_links(model, features, nbrs, batch_size=batch_size)
-    return merge_duplicate_edges(edges, scores)
+    return merge_duplicate_edges(edges, scores, reduce=reduce)
 
 
 def cluster_gcn(
@@ -64,7 +66,7 @@ def pseudo_labels(
         max_size: largest pseudo-identity (``propagate``).
         min_score: GCN link probability an edge needs to be used at all.
         step: threshold rise when an oversize component is split.
-        link_kwargs: passed to ``gcn_links`` (knn_graph, batch_size, or ``knn`` arguments).
+        link_kwargs: passed to ``gcn_links`` (knn_graph, batch_size, reduce, or ``knn`` arguments).
 
     Returns:
         labels [N] int64 consecutive from 0, and confidence [N] float32 in [0, 1]

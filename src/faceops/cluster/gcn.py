@@ -322,7 +322,7 @@ def predict_links(
 
     Returns:
         edges [E, 2] (pivot, neighbour) and p(same identity) [E] float32; (i, j) and (j, i) may both
-        appear (``propagate.merge_duplicate_edges`` averages them).
+        appear (``propagate.merge_duplicate_edges`` merges them: mean or max).
     """
     model.eval()
     device = next(model.parameters()).device
