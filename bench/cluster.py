@@ -19,9 +19,9 @@ learn-to-cluster part1_test), not the 0.99 of an earlier generator whose identit
 Fairness: every method's free parameters are chosen by best pairwise F on a held-out *labelled*
 calibration set (same generator and space, other identities): threshold and k for ``threshold``,
 min_cluster_size for ``hdbscan``, distance for ``agglomerative`` (on half of it: quadratic memory),
-min_score, max_size and split step of the propagation and the merge of an edge's two
-directed scores (mean or max) for ``gcn``. The GCN's weights see only the training
-source. Nothing is tuned on the evaluated sets. kNN (shared by gcn and threshold) is timed once and
+min_score, max_size and split step of the propagation and the merge of an edge's two directed
+scores (mean or max) for ``gcn`` (``tune_gcn_links``, as the stage does). The GCN's weights see only
+the training source. Nothing is tuned on the evaluated sets. kNN (shared by gcn and threshold) is timed once and
 counted in both.
 
 Goals (exit 1 otherwise): GCN pairwise F >= every baseline's at every N run; GCN end to end
@@ -46,9 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _env import environment  # noqa: E402
 
 from faceops.cluster import (  # noqa: E402
-    REDUCES, agglomerative, clustering_scores, gcn_links, hdbscan_labels, knn, make_identities, merge_duplicate_edges,
-    pairwise, predict_links, propagate, threshold_cc, train_linkage_gcn,
+    agglomerative, clustering_scores, gcn_links, hdbscan_labels, knn, make_identities, pairwise, propagate,
+    threshold_cc, train_linkage_gcn,
 )
+from faceops.cluster.select import tune_gcn_links  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cluster.json"
 TIME_GOAL_S, TIME_GOAL_N = 60.0, 100_000
@@ -56,9 +57,9 @@ K1, K2, U = 20, 2, 3
 THRESHOLDS = [(k, float(t)) for k in (10, 20) for t in np.round(np.arange(0.2, 0.71, 0.025), 3)]
 DISTANCES = [float(d) for d in np.round(np.arange(0.4, 0.96, 0.025), 3)]
 MIN_CLUSTER = [2, 3, 5, 10]
-# GCN: (duplicate-edge reduce, split step, min_score, max_size)
-PROPAGATION = [(r, st, s, m) for r in REDUCES for st in (0.6, 0.8, 0.9)
-               for s in (0.5, 0.7, 0.8, 0.9, 0.95) for m in (100, 200, 300)]
+# GCN: (min_score, max_size), each with every split step and both edge-score merges (tune_gcn_links, as the stage)
+PROPAGATION = [(s, m) for s in (0.5, 0.7, 0.8, 0.9, 0.95) for m in (100, 200, 300)]
+STEPS = (0.6, 0.8, 0.9)
 
 
 def _best(candidates: Sequence, run: Callable, y: np.ndarray) -> tuple:
@@ -91,11 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     train_s = time.perf_counter() - t
     xc, yc = make_identities(args.calib_size, seed=args.seed + 2000)
     graph_c = knn(xc, K1, seed=args.seed)
-    directed_c = predict_links(model, xc, graph_c[0])
-    links_c = {r: merge_duplicate_edges(*directed_c, reduce=r) for r in REDUCES}
+    gcn_choice, gcn_f = tune_gcn_links(xc, yc, model, grid=PROPAGATION, steps=STEPS)
     chosen = {
-        "gcn": _best(PROPAGATION, lambda c: propagate(len(xc), *links_c[c[0]], step=c[1], min_score=c[2],
-                                                       max_size=c[3]), yc),
+        "gcn": (tuple(gcn_choice[k] for k in ("reduce", "step", "min_score", "max_size")), round(gcn_f, 4)),
         "threshold": _best(THRESHOLDS, lambda c: threshold_cc(xc, k=c[0], threshold=c[1], knn_graph=graph_c), yc),
         "hdbscan": _best(MIN_CLUSTER, lambda c: hdbscan_labels(xc, pca_dim=32, min_cluster_size=c, n_jobs=args.threads), yc),
     }

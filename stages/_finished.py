@@ -12,7 +12,7 @@ A restore must cost next to nothing, since after new photos arrive every stage d
 re-run by DVC and most only restore. So this module and the fingerprint inputs avoid torch (importing
 it costs 2-4 s per stage process): :func:`torch_version` reads torch's version file, :func:`device_type`
 asks torch only where a GPU may be present, and the stages import their heavy libraries inside the
-function that computes (tests/test_finished.py checks that a restore never imports torch).
+function that computes (tests/test_incremental.py checks that a restore never imports torch).
 """
 
 from __future__ import annotations

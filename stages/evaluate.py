@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
+import numpy as np
+
 from faceops.config import Params
 from faceops.io.atomic import atomic_directory
 from faceops.io.digest import sha256_file
@@ -30,8 +33,6 @@ CODE_MODULES = ("faceops.eval", "faceops.train", "faceops.models", "faceops.data
 
 def _bin_metrics(model: torch.nn.Module, path: Path, *, batch_size: int, folds: int) -> dict[str, float]:
     """10-fold verification on an insightface .bin set (pairs stored as consecutive images)."""
-    import cv2
-    import numpy as np
     import torch
 
     from faceops.eval.evaluate import predict
