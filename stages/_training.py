@@ -27,8 +27,6 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from dvclive import Live
-
 from faceops.config import PretrainParams, TrainParams
 from faceops.io.atomic import atomic_directory
 from faceops.io.digest import run_fingerprint
@@ -46,27 +44,31 @@ CODE_MODULES = ("faceops.train", "faceops.models", "faceops.losses", "faceops.da
                 "faceops.labels", "stages._training", "stages._common")  # fmt: skip
 
 
-class _FileLive(Live):
-    """dvclive as a plain file logger: the pipeline (dvc.yaml) owns experiments and plots.
+def open_live(path: Path):
+    """A dvclive logger writing ``path/plots/metrics/...`` and ``path/metrics.json`` (no dvc.yaml, no exp).
 
-    Why: ``Live`` otherwise opens the DVC repo and asks git for HEAD, which raises in a workspace
-    whose git repo has no commit yet (dvclive 3.49 does not catch scmrepo's "Empty git repo").
+    dvclive is imported here, not at the top: it costs ~0.3 s, which a restored run never needs.
     """
+    from dvclive import Live
 
-    def _init_dvc(self) -> None:
-        self._dvc_file = None
+    class FileLive(Live):
+        """dvclive as a plain file logger: the pipeline (dvc.yaml) owns experiments and plots.
 
-    def log_step(self, step: int, values: dict[str, float]) -> None:
-        """Record one ``fit`` log entry (the signature of ``fit``'s ``log``) and refresh metrics.json."""
-        self.step = step
-        for key, value in values.items():
-            self.log_metric(key, value)
-        self.make_summary()
+        Why: ``Live`` otherwise opens the DVC repo and asks git for HEAD, which raises in a workspace
+        whose git repo has no commit yet (dvclive 3.49 does not catch scmrepo's "Empty git repo").
+        """
 
+        def _init_dvc(self) -> None:
+            self._dvc_file = None
 
-def open_live(path: Path) -> _FileLive:
-    """A dvclive logger writing ``path/plots/metrics/...`` and ``path/metrics.json`` (no dvc.yaml, no exp)."""
-    return _FileLive(dir=str(path), resume=False, save_dvc_exp=False, dvcyaml=None)
+        def log_step(self, step: int, values: dict[str, float]) -> None:
+            """Record one ``fit`` log entry (the signature of ``fit``'s ``log``) and refresh metrics.json."""
+            self.step = step
+            for key, value in values.items():
+                self.log_metric(key, value)
+            self.make_summary()
+
+    return FileLive(dir=str(path), resume=False, save_dvc_exp=False, dvcyaml=None)
 
 
 def training_fingerprint(
