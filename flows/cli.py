@@ -6,6 +6,7 @@ about a second (DVC's status), not a Prefect server start.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -26,8 +27,8 @@ from flows.workspace import (
     WorkspaceError,
     configure_environment,
     find_root,
-    stage_order,
-    stale_stages,
+    plan_run,
+    served_api_url,
     sweep_staging,
     workspace_lock,
 )
@@ -59,6 +60,16 @@ def _validated_params(workspace: Path):
         _fail(str(err))
 
 
+def _use_served_api(workspace: Path) -> None:
+    """Point Prefect (not imported yet) at this workspace's `faceops serve`, when one runs and nothing else is set."""
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    api_url = served_api_url(workspace)
+    if api_url:
+        os.environ["PREFECT_API_URL"] = api_url
+        console.print(f"using the Prefect server of faceops serve at {api_url} (the run shows in its UI)")
+
+
 @app.command()
 def run(
     stage: Annotated[Optional[list[str]], typer.Option("--stage", "-s", help="bring this stage (and upstream) up to date")] = None,
@@ -73,16 +84,19 @@ def run(
         with workspace_lock(workspace, params.pipeline.lock_wait_seconds):
             for leftover in sweep_staging(workspace):
                 console.print(f"removed {leftover.relative_to(workspace)} left by an interrupted stage")
+            settled = None
             if not force:
-                stale = stale_stages(workspace, targets)
-                if not stale:
+                plan = plan_run(workspace, targets)
+                if not plan.stale:
                     console.print("Everything is up to date: nothing to run.")
                     return
-                console.print(f"Stale: {', '.join(sorted(stale))}")
+                console.print(f"Stale: {', '.join(sorted(plan.stale))}")
+                settled = sorted(plan.settled)
+            _use_served_api(workspace)
             from flows.pipeline import pipeline  # deferred: importing Prefect is the slow part
 
             start = time.monotonic()
-            runs = pipeline(str(workspace), targets, force, stream=sys.stderr.isatty())
+            runs = pipeline(str(workspace), targets, force, stream=sys.stderr.isatty(), settled=settled)
     except WorkspaceError as err:
         _fail(str(err))
     except StageFailed as err:
@@ -99,14 +113,14 @@ def status(root: RootOption = None) -> None:
     """Say which stages are stale and why (DVC's view), without running anything."""
     workspace = _workspace(root)
     _validated_params(workspace)
-    stale = stale_stages(workspace)
+    plan = plan_run(workspace)
     table = Table("stage", "state", "why")
-    for name in stage_order(workspace):
-        reasons = stale.get(name)
+    for name in plan.order:
+        reasons = plan.stale.get(name)
         why = "; ".join(_describe(r) for r in reasons) if reasons else ""
         table.add_row(name, "[yellow]stale[/yellow]" if reasons else "[green]up to date[/green]", why)
     console.print(table)
-    if not stale:
+    if not plan.stale:
         console.print("Everything is up to date.")
 
 

@@ -37,7 +37,7 @@ from flows.pipeline import dvc_stage, pipeline
 from flows.promotion import promote_if_better, train_from_promoted
 from flows.sources import AddResult, add_files_to_source
 from flows.versioning import record_version
-from flows.workspace import stage_order, stale_stages, sweep_staging, workspace_lock
+from flows.workspace import plan_run, stage_order, sweep_staging, workspace_lock
 
 __all__ = ["new_data", "queue_wait_seconds", "retrain"]
 
@@ -73,9 +73,10 @@ def _queued_lock(workspace: Path, params: Params) -> Iterator[None]:
 
 def _run_stale(workspace: Path, targets: list[str] | None = None) -> list[dict]:
     """The pipeline flow for what DVC says is stale; nothing (and no Prefect subflow) when nothing is."""
-    if not stale_stages(workspace, targets or ()):
+    plan = plan_run(workspace, targets or ())
+    if not plan.stale:
         return []
-    return pipeline(str(workspace), targets or [], False)
+    return pipeline(str(workspace), targets or [], False, settled=sorted(plan.settled))
 
 
 def _version_and_promote(workspace: Path, params: Params, reason: str) -> dict:

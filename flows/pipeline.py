@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE as NO_CACHE
 
 from faceops.config import load_params
-from flows.workspace import StageFailed, collect_metrics, run_stage, stage_order
+from flows.workspace import StageFailed, collect_metrics, plan_run, run_stage, stage_order
 
 
 def _is_stage_failure(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's retry_condition_fn signature
@@ -30,9 +30,16 @@ def _is_stage_failure(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect'
 
 
 @task(name="dvc-stage", retry_condition_fn=_is_stage_failure, cache_policy=NO_CACHE)
-def dvc_stage(root: str, stage: str, force: bool, timeout_seconds: float, stream: bool) -> dict:
-    """Run one DVC stage; return what happened (ran or skipped, seconds)."""
+def dvc_stage(root: str, stage: str, force: bool, timeout_seconds: float, stream: bool, settled: bool = False) -> dict:
+    """Run one DVC stage; return what happened (ran or skipped, seconds).
+
+    A ``settled`` stage (up to date with all its upstream when the run began, see
+    ``flows.workspace.RunPlan``) is recorded as up to date without starting DVC.
+    """
     logger = get_run_logger()
+    if settled:
+        logger.info("stage %s was up to date, with every stage upstream of it, when the run began", stage)
+        return {"stage": stage, "ran": False, "seconds": 0.0}
     result = run_stage(Path(root), stage, force=force, timeout_seconds=timeout_seconds, stream=stream)
     logger.info("stage %s %s in %.1f s", stage, "ran" if result.ran else "was up to date", result.seconds)
     if not stream:
@@ -49,7 +56,10 @@ def _markdown(runs: list[dict], metrics: dict[str, object]) -> str:
 
 
 @flow(name="faceops-pipeline")
-def pipeline(root: str = ".", targets: list[str] | None = None, force: bool = False, stream: bool = False) -> list[dict]:
+def pipeline(
+    root: str = ".", targets: list[str] | None = None, force: bool = False, stream: bool = False,
+    settled: list[str] | None = None,
+) -> list[dict]:  # fmt: skip
     """Run the DVC pipeline stage by stage.
 
     Args:
@@ -57,18 +67,27 @@ def pipeline(root: str = ".", targets: list[str] | None = None, force: bool = Fa
         targets: stages to bring up to date, with their upstream stages; all stages when empty.
         force: re-run the selected stages even if DVC says they are up to date.
         stream: echo each stage's output live (the CLI sets it when attached to a terminal).
+        settled: stages the caller found settled (``flows.workspace.plan_run``) under the workspace lock it
+            still holds; DVC is not started for them. None: the flow asks DVC itself (unless ``force``).
     """
     workspace = Path(root).resolve()
     settings = load_params(workspace / "params.yaml").pipeline
+    if force:
+        order, skip = stage_order(workspace, targets or ()), frozenset()
+    elif settled is None:
+        plan = plan_run(workspace, targets or ())
+        order, skip = plan.order, plan.settled
+    else:
+        order, skip = stage_order(workspace, targets or ()), frozenset(settled)
     runs = []
-    for stage in stage_order(workspace, targets or ()):
+    for stage in order:
         configured = dvc_stage.with_options(
             name=f"dvc-repro-{stage}",
             retries=settings.stage_retries.get(stage, settings.retries),
             retry_delay_seconds=settings.retry_delay_seconds,
         )
         timeout = settings.stage_timeout_seconds.get(stage, settings.timeout_seconds)
-        runs.append(configured(str(workspace), stage, force, timeout, stream))
+        runs.append(configured(str(workspace), stage, force, timeout, stream, stage in skip))
     create_markdown_artifact(key="faceops-pipeline-run", markdown=_markdown(runs, collect_metrics(workspace)))
     return runs
 

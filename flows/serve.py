@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import re
 import signal
@@ -38,21 +39,19 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import zoneinfo
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from faceops.config import Params
+from faceops.io.jsonl import atomic_write_text
 from flows.inbox import Snapshot, watch_inbox
-from flows.workspace import STATE_DIR
+from flows.workspace import SERVE_LOCK, SERVE_STATE, STATE_DIR, api_healthy
 
 __all__ = ["EVENT_SETTLED", "ServeError", "build_deployments", "prefect_api", "serve_workspace", "workspace_slug"]
 
 EVENT_SETTLED = "faceops.inbox.settled"
 RETRAIN_SCHEDULE_SLUG = "faceops-retrain"
-SERVE_LOCK = "serve.lock"
 SERVER_LOG = "server.log"
 #: A cold server start on a busy 2-core machine (migrations, UI build) takes tens of seconds.
 SERVER_STARTUP_SECONDS = 180.0
@@ -94,14 +93,6 @@ def _serve_lock(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _healthy(api_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=5) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def _port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -127,6 +118,17 @@ def _stop_process_group(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
+def _published(root: Path, api_url: str) -> Iterator[None]:
+    """Tell this workspace's `faceops run` where the served API is (flows.workspace.served_api_url)."""
+    state = root / STATE_DIR / SERVE_STATE
+    atomic_write_text(state, json.dumps({"pid": os.getpid(), "api_url": api_url}) + "\n")
+    try:
+        yield
+    finally:
+        state.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
 def prefect_api(root: Path, port: int, ui: bool, echo: Callable[[str], None]) -> Iterator[str]:
     """Yield the API URL of a healthy Prefect server: PREFECT_API_URL's, or a child server started here.
 
@@ -136,7 +138,7 @@ def prefect_api(root: Path, port: int, ui: bool, echo: Callable[[str], None]) ->
     """
     given = os.environ.get("PREFECT_API_URL")
     if given:
-        if not _healthy(given):
+        if not api_healthy(given):
             raise ServeError(f"PREFECT_API_URL={given} does not answer {given}/health; start that server or unset "
                              "PREFECT_API_URL to let faceops serve start one")  # fmt: skip
         echo(f"using the Prefect server at {given}")
@@ -158,7 +160,7 @@ def prefect_api(root: Path, port: int, ui: bool, echo: Callable[[str], None]) ->
         proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + SERVER_STARTUP_SECONDS
-        while not _healthy(api_url):
+        while not api_healthy(api_url):
             if proc.poll() is not None:
                 raise ServeError(f"the Prefect server exited with code {proc.returncode} while starting; see {log_path}")
             if time.monotonic() > deadline:
@@ -258,7 +260,7 @@ def serve_workspace(root: Path, params: Params, *, port: int = 4200, ui: bool = 
     inbox = root / params.ops.inbox.path
     slug = workspace_slug(root)
     connected = bool(os.environ.get("PREFECT_API_URL"))
-    with _serve_lock(root), prefect_api(root, port, ui, echo) as api_url:
+    with _serve_lock(root), prefect_api(root, port, ui, echo) as api_url, _published(root, api_url):
         os.environ["PREFECT_API_URL"] = api_url  # for Prefect below and every flow-run process
         os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "faceops")  # library log lines reach the UI
         from prefect.runner import Runner

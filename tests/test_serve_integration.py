@@ -288,6 +288,14 @@ def test_inbox_drops_become_versions_queued_one_run_at_a_time(tmp_path):
         schedule = scheduled[0].schedules[0]
         assert schedule.active and not any(d.paused for d in deployments)
         assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 3 * * 0", "Europe/Berlin")
+
+        # A `faceops run` typed while serve runs uses serve's server (no temporary one): it shows in its UI.
+        before = len(client.runs("faceops-pipeline"))
+        typed = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--stage", "sample", "--force"], cwd=root,
+                               env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert typed.returncode == 0, typed.stdout + typed.stderr
+        assert f"using the Prefect server of faceops serve at {api}" in typed.stdout
+        assert len(client.runs("faceops-pipeline")) == before + 1
     finally:
         returncode = _stop(server, signal.SIGTERM)
     assert returncode == 0, log.read_text()[-4000:]

@@ -20,7 +20,6 @@ in the cache (``.<name>.<hex>.tmp``) are never read and can be deleted at any ti
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -43,6 +42,7 @@ from faceops.align.similarity import DegenerateLandmarksError
 from faceops.align.warp import align_face
 from faceops.io import align_cache
 from faceops.io.images import ImageRejected, read_image
+from faceops.processes import forkserver_context
 
 __all__ = ["ALIGN_CODE_VERSION", "AlignJob", "AlignResult", "align_many"]
 
@@ -275,38 +275,6 @@ def _dask_chunk(settings: _Settings, build_detector: bool, tasks: list[tuple[Ali
     return [_compute_and_store(job, key, settings) for job, key in tasks]
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """A start method that is safe with threads in the parent and cheap to start.
-
-    ``fork`` would copy this process mid-flight (torch's and OpenCV's thread pools, locks held by other
-    threads) into the children. ``forkserver`` forks each worker from a clean single-threaded server
-    that has imported this module once (``set_forkserver_preload``), so workers start in milliseconds
-    with numpy, OpenCV and Pillow already loaded, and never import torch unless they build a detector.
-    The server lives as long as this process, so later pools do not pay its start-up again. The
-    preload list is process-wide: this replaces one set elsewhere, which only matters before the
-    server's first start. Where ``forkserver`` does not exist (Windows), ``spawn``.
-    """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_preload_modules())  # takes effect when the server starts (first pool)
-    return context
-
-
-def _preload_modules() -> list[str]:
-    """This module, plus the main module when it was run by name (``python -m stages.align``).
-
-    Each worker re-runs the main module, as under ``spawn``; preloaded, its imports are already
-    done in the server and the re-run only defines names.
-    """
-    preload = [__name__]
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    name = getattr(spec, "name", None)
-    if name and name != "__main__" and not name.endswith(".__main__"):
-        preload.append(name)
-    return preload
-
-
 def _run_on_dask(
     tasks: list[tuple[AlignJob, str]], settings: _Settings, workers: int, dask_address: str | None
 ) -> Iterator[AlignResult]:
@@ -339,8 +307,11 @@ def _run_pending(
     # per worker keep the last chunks from leaving a worker idle for long.
     chunksize = max(1, min(16, len(tasks) // (workers * 4)))
     build_detector = any(not settings.uses_given(job) for job, _ in tasks)
+    # A forkserver with this module preloaded: workers start in milliseconds with numpy and OpenCV loaded,
+    # and import torch only when they build a detector.
+    context = forkserver_context([__name__])
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=_pool_context(), initializer=_init_worker, initargs=(settings, build_detector)
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(settings, build_detector)
     ) as pool:
         yield from pool.map(_worker_task, tasks, chunksize=chunksize)
 
