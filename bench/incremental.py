@@ -1,33 +1,39 @@
 """Benchmark: after a full pipeline run, what does adding 1% new photos cost?
 
 Question: a lab drops a handful of new photos into the inbox after the pipeline has run. Does the
-next ``faceops run`` cost a small share of the full run (goal: at most 5%), or does it redo
-everything downstream of the data?
+next run cost a small share of the full run (goal: at most 5%), or does it redo everything
+downstream of the data?
 
 Setup: a temporary git + DVC workspace built like tests/test_pipeline.py (this repository's
 dvc.yaml, params.yaml, stages/ and src/ copied; ``git init``, ``dvc init``) with the demo's params
 (``--quick``: a tiny sample and a few training steps, for a smoke test only; its ratio means little
-because fixed costs dominate). Then:
+because fixed costs dominate). The workspace is served (``faceops serve --no-ui``, retrain schedule
+off), as in operation: new photos arrive while serve runs, and its Prefect server is up. Then:
 
-1. full: ``faceops run`` from scratch, timed (wall clock of the command and per stage from its table).
+1. full: ``faceops run`` from scratch, timed (wall clock of the command and per stage from its table);
+   it uses serve's Prefect server (the bench checks that it says so).
 2. new source: 1% new photos (as many as 1% of the sample's images, at least 1; seeded procedural
-   faces from ``faceops.sample`` no stage has seen) arrive in ``data/inbox/<name>/`` and are added
-   with ``flows.sources.add_files_to_source``, exactly what ``faceops serve``'s new-data flow does:
-   a new source is registered with format ``unlabeled`` in params.yaml and tracked by DVC. Then
-   ``faceops run`` again, timed.
+   faces from ``faceops.sample`` no stage has seen) are added with ``flows.sources.add_files_to_source``,
+   exactly what serve's new-data flow does: a new source is registered with format ``unlabeled`` in
+   params.yaml and tracked by DVC. Then ``faceops run`` again, timed. (The photos are written outside
+   the watched inbox so that serve's own new-data run does not race the measured one.)
 3. existing source (``--both``; off by default to keep the bench near 10 minutes): another 1%
    arrives for that same source (now an existing user source with a committed version), again
    through ``add_files_to_source``, which re-hashes it with ``dvc add``; ``faceops run``, timed.
-   It invalidates the same stages as step 2 except that params.yaml stays unchanged.
+4. standalone: serve is stopped and another 1% arrives as a second new source; ``faceops run`` then
+   starts and stops Prefect's temporary server itself (~6 s). Reported, not held to the goal: the goal
+   is about operation, where serve runs; its ratio is over the served full run (a standalone full run
+   would be those ~6 s longer).
 
-Why these two paths: they are the two ways new photos reach a workspace in operation (a new inbox
-folder is a new source; a known folder name is a new version of that source). The bundled ``sample``
-source is a pipeline output and cannot take files; new photos arrive without labels, so they never
-enter the train splits (``unlabeled`` split), and the training stages have nothing new to learn from.
+Why the two served paths: they are the two ways new photos reach a workspace in operation (a new
+inbox folder is a new source; a known folder name is a new version of that source). The bundled
+``sample`` source is a pipeline output and cannot take files; new photos arrive without labels, so
+they never enter the train splits (``unlabeled`` split), and the training stages have nothing new to
+learn from.
 
-The ratio is the incremental ``faceops run`` wall time over the full one (what a user waits for,
-Prefect start-up and DVC's per-stage checks included); the per-stage sums are shown too. Goal: every
-incremental ratio <= 5%; exit 1 otherwise.
+The ratio is the incremental ``faceops run`` wall time over the full one (what a user waits for:
+process start, DVC's per-stage checks and Prefect included); the per-stage sums are shown too. Goal:
+every served incremental ratio <= 5%; exit 1 otherwise.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -51,12 +59,18 @@ from faceops.config import Params
 from faceops.sample import generate_sample
 from flows.inbox import FileSig
 from flows.sources import add_files_to_source
+from flows.workspace import served_api_url
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "incremental.json"
 RATIO_GOAL = 0.05
 NEW_SHARE = 0.01
 SOURCE = "inbox01"
+STANDALONE_SOURCE = "inbox02"
+#: Where the bench writes new photos before adding them: not the inbox serve watches (and ignored by git).
+INCOMING = ".faceops/incoming"
+SERVE_START_SECONDS = 300
+SERVED = "using the Prefect server of faceops serve"
 
 QUICK_SAMPLE = {"identities": 20, "images_per_identity": 5, "min_side": 160, "max_side": 200}
 QUICK_FIT = {"steps": 6, "warmup_steps": 1, "batch_size": 8, "checkpoint_every": 3, "shuffle_buffer": 16}
@@ -96,6 +110,7 @@ def build_workspace(root: Path, quick: bool, dvc_yaml: Path) -> dict[str, str]:
         params["train"].update(QUICK_FIT)
         params["evaluate"].update({"n_pairs": 40, "folds": 4})
         params["keypoints"]["epochs"] = 2
+    params.setdefault("ops", {}).setdefault("retrain", {})["enabled"] = False  # no scheduled run mid-bench
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / "data" / "verification").mkdir(parents=True)
     (root / "data" / "verification" / "README.md").write_text("verification sets\n")
@@ -115,24 +130,53 @@ def commit(root: Path, env: dict[str, str], message: str) -> None:
          "--allow-empty"], root, env)  # fmt: skip
 
 
-def faceops_run(root: Path, env: dict[str, str]) -> dict[str, Any]:
+def start_serve(root: Path, env: dict[str, str]) -> subprocess.Popen:
+    """``faceops serve --no-ui`` for the workspace, returned once its Prefect server answers."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (root / ".faceops").mkdir(exist_ok=True)
+    with open(root / ".faceops" / "serve.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--no-ui", "--port", str(port)],
+                                cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + SERVE_START_SECONDS
+    while served_api_url(root) is None:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_serve(proc)
+            raise SystemExit(f"faceops serve did not come up; see {root / '.faceops' / 'serve.log'}")
+        time.sleep(1.0)
+    return proc
+
+
+def stop_serve(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def faceops_run(root: Path, env: dict[str, str], served: bool) -> dict[str, Any]:
     """``faceops run`` timed: wall seconds and ``{stage: {"ran", "seconds"}}`` from its table."""
     start = time.perf_counter()
     done = _sh([sys.executable, "-m", "flows.cli", "run"], root, env)
     wall = time.perf_counter() - start
+    if (SERVED in done.stdout) != served:
+        raise SystemExit(f"faceops run {'did not use' if served else 'used'} serve's Prefect server:\n{done.stdout}")
     stages = {m[1]: {"ran": m[2] == "yes", "seconds": float(m[3])} for m in _ROW.finditer(done.stdout)}
     if not stages:
         raise SystemExit(f"no stage table in the output of faceops run:\n{done.stdout}\n{done.stderr}")
     return {"wall": wall, "stages": stages}
 
 
-def drop_photos(root: Path, count: int, *, seed: int, first: int) -> dict[str, FileSig]:
-    """Write ``count`` new procedural photos into ``data/inbox/SOURCE/`` and return their signatures.
+def drop_photos(root: Path, source: str, count: int, *, seed: int, first: int) -> dict[str, FileSig]:
+    """Write ``count`` new procedural photos into ``INCOMING/source/`` and return their signatures.
 
     Photo ``k`` is the first photo of identity ``first + k`` of a data set drawn with ``seed``: faces
     no stage has seen, and different ones for each ``first``.
     """
-    folder = root / "data" / "inbox" / SOURCE
+    folder = root / INCOMING / source
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for image in generate_sample(first + count, 1, seed=seed, min_side=160, max_side=320):
@@ -146,15 +190,28 @@ def drop_photos(root: Path, count: int, *, seed: int, first: int) -> dict[str, F
     return files
 
 
-def add_batch(root: Path, count: int, *, seed: int, first: int) -> float:
-    """Drop a batch into the inbox and add it as the new-data flow does; return the seconds it took."""
-    files = drop_photos(root, count, seed=seed, first=first)
+def add_batch(root: Path, source: str, count: int, *, seed: int, first: int) -> float:
+    """Write a batch of new photos and add it as the new-data flow does; return the seconds it took."""
+    files = drop_photos(root, source, count, seed=seed, first=first)
     start = time.perf_counter()
-    result = add_files_to_source(root, SOURCE, root / "data" / "inbox" / SOURCE, files)
+    result = add_files_to_source(root, source, root / INCOMING / source, files)
     seconds = time.perf_counter() - start
     if len(result.added) != count:
-        raise SystemExit(f"expected {count} photos added to {SOURCE}, got {result}")
+        raise SystemExit(f"expected {count} photos added to {source}, got {result}")
     return seconds
+
+
+def increment(root: Path, env: dict[str, str], source: str, count: int, seed: int, first: int,
+              full: dict[str, Any], *, served: bool) -> dict[str, Any]:  # fmt: skip
+    """Add ``count`` new photos to ``source``, run the pipeline, commit; what it cost."""
+    add_seconds = add_batch(root, source, count, seed=seed, first=first)
+    stale = stale_reasons(root)
+    run = faceops_run(root, env, served=served)
+    commit(root, env, f"+{count} photos in {source}")
+    print(f"{source} ({'served' if served else 'standalone'}): add {add_seconds:.1f} s, run {run['wall']:.1f} s",
+          flush=True)  # fmt: skip
+    return {"add_seconds": add_seconds, "stale": stale, "run": run, "ratio": run["wall"] / full["wall"],
+            "served": served, "source": source}  # fmt: skip
 
 
 def stale_reasons(root: Path) -> dict[str, list[str]]:
@@ -211,19 +268,19 @@ def main() -> int:
         count = max(1, round(NEW_SHARE * total))
         print(f"workspace {root}: {total} sample photos, {count} new photos per increment "
               f"(OMP_NUM_THREADS={env['OMP_NUM_THREADS']})", flush=True)  # fmt: skip
-        full = faceops_run(root, env)
-        print(f"full run: {full['wall']:.1f} s", flush=True)
-        commit(root, env, "full run")
-        increments: dict[str, dict[str, Any]] = {}
-        steps = (("new source", 0), ("existing source", count))[: 2 if args.both else 1]
-        for name, first in steps:
-            add_seconds = add_batch(root, count, seed=args.seed, first=first)
-            stale = stale_reasons(root)
-            run = faceops_run(root, env)
-            commit(root, env, name)
-            increments[name] = {"add_seconds": add_seconds, "stale": stale, "run": run,
-                                "ratio": run["wall"] / full["wall"]}  # fmt: skip
-            print(f"{name}: add {add_seconds:.1f} s, run {run['wall']:.1f} s", flush=True)
+        serve = start_serve(root, env)
+        try:
+            full = faceops_run(root, env, served=True)
+            print(f"full run (served): {full['wall']:.1f} s", flush=True)
+            commit(root, env, "full run")
+            increments: dict[str, dict[str, Any]] = {}
+            steps = (("new source", SOURCE, 0), ("existing source", SOURCE, count))[: 2 if args.both else 1]
+            for name, source, first in steps:
+                increments[name] = increment(root, env, source, count, args.seed, first, full, served=True)
+        finally:
+            stop_serve(serve)
+        increments["standalone"] = increment(root, env, STANDALONE_SOURCE, count, args.seed, 2 * count, full,
+                                             served=False)  # fmt: skip
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -231,7 +288,7 @@ def main() -> int:
     print_table(full, increments)
     for name, inc in increments.items():
         print(f"stale after adding ({name}): " + "; ".join(f"{s} <- {', '.join(r)}" for s, r in inc["stale"].items()))
-    worst = max(inc["ratio"] for inc in increments.values())
+    worst = max(inc["ratio"] for inc in increments.values() if inc["served"])
     met = worst <= RATIO_GOAL
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
@@ -241,9 +298,10 @@ def main() -> int:
         "full": full, "increments": increments, "goal": RATIO_GOAL, "met": met,
         "environment": environment("torch", "dvc", "prefect", omp_num_threads=env["OMP_NUM_THREADS"]),
     }, indent=2, sort_keys=True) + "\n")  # fmt: skip
-    ratios = ", ".join(f"{n} {inc['ratio']:.1%}" for n, inc in increments.items())
-    print(f"incremental: +{count} photos cost {ratios} of the full run ({full['wall']:.0f} s); "
-          f"goal <= {RATIO_GOAL:.0%}: {'met' if met else 'NOT met'}")  # fmt: skip
+    ratios = ", ".join(f"{n} {inc['ratio']:.1%}" for n, inc in increments.items() if inc["served"])
+    print(f"incremental: +{count} photos cost {ratios} of the full run ({full['wall']:.0f} s) under faceops serve "
+          f"(standalone, temporary Prefect server: {increments['standalone']['ratio']:.1%}); "
+          f"goal <= {RATIO_GOAL:.0%} served: {'met' if met else 'NOT met'}")  # fmt: skip
     return 0 if met else 1
 
 
