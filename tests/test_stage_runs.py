@@ -74,6 +74,11 @@ def test_a_stage_runs_once_and_its_output_is_kept_in_a_log(dvc_workspace):
     assert not again.ran and "didn't change" in again.tail
 
 
+def test_streamed_output_reaches_stderr_line_by_line(dvc_workspace, capsys):
+    run_stage(dvc_workspace, "first", force=False, timeout_seconds=120, stream=True)
+    assert "Running stage 'first'" in capsys.readouterr().err
+
+
 def test_the_stage_sees_the_environment_of_the_caller_at_call_time(dvc_workspace, monkeypatch):
     _run(dvc_workspace, "first")  # the forkserver starts here, before the variable exists
     monkeypatch.setenv("FACEOPS_PROBE", "set-later")
