@@ -43,7 +43,8 @@ from faceops.eval.evaluate import predict
 from faceops.eval.verification import auc, tar_at_far
 from faceops.io.checkpoint import MODEL_FILE
 from faceops.io.images import decode_image, read_image
-from faceops.models.dlib_face import DlibFaceEmbedder, available_cpus
+from faceops.models.dlib_face import DlibFaceEmbedder
+from faceops.processes import available_cpus
 from faceops.train.batch import normalize_images
 from faceops.train.export import load_trained_model
 

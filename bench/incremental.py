@@ -149,6 +149,7 @@ def start_serve(root: Path, env: dict[str, str]) -> subprocess.Popen:
 
 
 def stop_serve(proc: subprocess.Popen) -> None:
+    """Ctrl-C, as a user stops serve; killed if it has not stopped within 3 minutes."""
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=180)

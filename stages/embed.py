@@ -97,7 +97,7 @@ def _dlib(cfg: EmbedParams) -> tuple[str, EmbedSplit]:
 def _on_dask(model_dir: Path, cfg: EmbedParams) -> tuple[str, EmbedSplit]:
     """(title, embedder) of ``cfg.backend`` on a Dask cluster, one shard per task (``embed.runner: dask``)."""
     from faceops.eval.embed import embed_shards_on_dask
-    from faceops.models.dlib_face import available_cpus
+    from faceops.processes import available_cpus
 
     workers = available_cpus()
     model_file = model_dir / MODEL_FILE if cfg.backend == "swinface" else None

@@ -1,4 +1,4 @@
-"""Child processes that start in milliseconds: a forkserver preloaded with what the children import.
+"""Child processes: how many CPUs they may use, and a forkserver preloaded with what they import.
 
 Why not ``fork``: it would copy the parent mid-flight (torch's and OpenCV's thread pools, Prefect's
 threads, locks held by other threads) into the children. ``forkserver`` forks each child from a clean
@@ -15,10 +15,16 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.context
+import os
 import sys
 from collections.abc import Sequence
 
-__all__ = ["forkserver_context"]
+__all__ = ["available_cpus", "forkserver_context"]
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def forkserver_context(modules: Sequence[str]) -> multiprocessing.context.BaseContext:

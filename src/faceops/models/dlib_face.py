@@ -20,7 +20,6 @@ worker that computes it (checked byte for byte), so the output is the same for a
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -32,7 +31,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EMBEDDING_DIM", "DlibFaceEmbedder", "available_cpus", "dlib_version", "face_rectangle", "model_files"]
+from faceops.processes import available_cpus
+
+__all__ = ["EMBEDDING_DIM", "DlibFaceEmbedder", "dlib_version", "face_rectangle", "model_files"]
 
 #: Length of dlib's face descriptor.
 EMBEDDING_DIM = 128
@@ -88,11 +89,6 @@ def dlib_version() -> str:
     """The installed dlib's version: descriptors may differ between dlib builds, so fingerprints hold it."""
     dlib, _ = _import_backend()
     return str(dlib.__version__)
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def face_rectangle(landmarks: np.ndarray) -> tuple[int, int, int, int]:
