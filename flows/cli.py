@@ -21,6 +21,7 @@ from rich.table import Table
 from faceops.config import ParamsError, SourceSpec, load_params, parse_params
 from faceops.io.layout import SUMMARY_MD
 from flows import cli_versions
+from flows.prefect_server import ServerError, prefect_server
 from flows.sources import SourceError, dvc_add, register_source
 from flows.workspace import (
     StageFailed,
@@ -29,7 +30,7 @@ from flows.workspace import (
     find_root,
     plan_run,
     served_api_url,
-    sweep_staging,
+    recover,
     workspace_lock,
 )
 
@@ -82,22 +83,25 @@ def run(
     targets = stage or []
     try:
         with workspace_lock(workspace, params.pipeline.lock_wait_seconds):
-            for leftover in sweep_staging(workspace):
-                console.print(f"removed {leftover.relative_to(workspace)} left by an interrupted stage")
-            settled = None
+            for note in recover(workspace):
+                console.print(note)
+            settled, rebuild = None, None
             if not force:
                 plan = plan_run(workspace, targets)
                 if not plan.stale:
                     console.print("Everything is up to date: nothing to run.")
                     return
                 console.print(f"Stale: {', '.join(sorted(plan.stale))}")
-                settled = sorted(plan.settled)
+                settled, rebuild = sorted(plan.settled), sorted(plan.force)
             _use_served_api(workspace)
-            from flows.pipeline import pipeline  # deferred: importing Prefect is the slow part
+            with prefect_server(workspace, "run", echo=lambda _: None) as api_url:
+                os.environ["PREFECT_API_URL"] = api_url
+                from flows.pipeline import pipeline  # deferred: importing Prefect is the slow part
 
-            start = time.monotonic()
-            runs = pipeline(str(workspace), targets, force, stream=sys.stderr.isatty(), settled=settled)
-    except WorkspaceError as err:
+                start = time.monotonic()
+                runs = pipeline(str(workspace), targets, force, stream=sys.stderr.isatty(), settled=settled,
+                                rebuild=rebuild)  # fmt: skip
+    except (WorkspaceError, ServerError) as err:
         _fail(str(err))
     except StageFailed as err:
         _fail(str(err), code=1)

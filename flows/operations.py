@@ -37,7 +37,7 @@ from flows.pipeline import dvc_stage, pipeline
 from flows.promotion import promote_if_better, train_from_promoted
 from flows.sources import AddResult, add_files_to_source
 from flows.versioning import record_version
-from flows.workspace import plan_run, stage_order, sweep_staging, workspace_lock
+from flows.workspace import plan_run, recover, stage_order, workspace_lock
 
 __all__ = ["new_data", "queue_wait_seconds", "retrain"]
 
@@ -66,8 +66,8 @@ def _queued_lock(workspace: Path, params: Params) -> Iterator[None]:
         waited = time.monotonic() - start
         if waited >= 1.0:
             logger.info("waited %.0f s for the workspace lock (another run held it)", waited)
-        for leftover in sweep_staging(workspace):
-            logger.info("removed %s left by an interrupted stage", leftover.relative_to(workspace))
+        for note in recover(workspace):
+            logger.info(note)
         yield
 
 
@@ -76,7 +76,7 @@ def _run_stale(workspace: Path, targets: list[str] | None = None) -> list[dict]:
     plan = plan_run(workspace, targets or ())
     if not plan.stale:
         return []
-    return pipeline(str(workspace), targets or [], False, settled=sorted(plan.settled))
+    return pipeline(str(workspace), targets or [], False, settled=sorted(plan.settled), rebuild=sorted(plan.force))
 
 
 def _version_and_promote(workspace: Path, params: Params, reason: str) -> dict:

@@ -18,18 +18,22 @@ from faceops.config import load_params
 from flows.workspace import StageFailed, collect_metrics, plan_run, run_stage, stage_order
 
 
-def _is_stage_failure(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's retry_condition_fn signature
-    """Retry only a failed or timed-out stage (flaky I/O, a killed worker), not a bug in the flow itself."""
+def _is_transient_failure(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's retry_condition_fn signature
+    """Retry only what a retry can cure: a killed or timed-out stage, a held lock, an I/O error.
+
+    A bug in a stage (a traceback of ValueError, a bad param) fails once, clearly, instead of N times
+    (``flows.workspace.classify_failure``); so does a bug in the flow itself.
+    """
     try:
         state.result()
-    except StageFailed:
-        return True
+    except StageFailed as failure:
+        return failure.transient
     except Exception:  # noqa: BLE001 - any other exception is not a stage failure
         return False
     return False
 
 
-@task(name="dvc-stage", retry_condition_fn=_is_stage_failure, cache_policy=NO_CACHE)
+@task(name="dvc-stage", retry_condition_fn=_is_transient_failure, cache_policy=NO_CACHE)
 def dvc_stage(root: str, stage: str, force: bool, timeout_seconds: float, stream: bool, settled: bool = False) -> dict:
     """Run one DVC stage; return what happened (ran or skipped, seconds).
 
@@ -58,7 +62,7 @@ def _markdown(runs: list[dict], metrics: dict[str, object]) -> str:
 @flow(name="faceops-pipeline")
 def pipeline(
     root: str = ".", targets: list[str] | None = None, force: bool = False, stream: bool = False,
-    settled: list[str] | None = None,
+    settled: list[str] | None = None, rebuild: list[str] | None = None,
 ) -> list[dict]:  # fmt: skip
     """Run the DVC pipeline stage by stage.
 
@@ -69,14 +73,16 @@ def pipeline(
         stream: echo each stage's output live (the CLI sets it when attached to a terminal).
         settled: stages the caller found settled (``flows.workspace.plan_run``) under the workspace lock it
             still holds; DVC is not started for them. None: the flow asks DVC itself (unless ``force``).
+        rebuild: stages to force although DVC calls them up to date (the plan's ``force``: their outputs
+            are incomplete); with ``settled=None`` the flow's own plan decides.
     """
     workspace = Path(root).resolve()
     settings = load_params(workspace / "params.yaml").pipeline
     if force:
-        order, skip = stage_order(workspace, targets or ()), frozenset()
+        order, skip, rebuild = stage_order(workspace, targets or ()), frozenset(), []
     elif settled is None:
         plan = plan_run(workspace, targets or ())
-        order, skip = plan.order, plan.settled
+        order, skip, rebuild = plan.order, plan.settled, sorted(plan.force)
     else:
         order, skip = stage_order(workspace, targets or ()), frozenset(settled)
     runs = []
@@ -87,7 +93,7 @@ def pipeline(
             retry_delay_seconds=settings.retry_delay_seconds,
         )
         timeout = settings.stage_timeout_seconds.get(stage, settings.timeout_seconds)
-        runs.append(configured(str(workspace), stage, force, timeout, stream, stage in skip))
+        runs.append(configured(str(workspace), stage, force or stage in (rebuild or ()), timeout, stream, stage in skip))
     create_markdown_artifact(key="faceops-pipeline-run", markdown=_markdown(runs, collect_metrics(workspace)))
     return runs
 

@@ -3,7 +3,8 @@
 What runs, all stopped together on Ctrl-C or SIGTERM:
 
 * the Prefect server (``prefect server start`` on 127.0.0.1, SQLite in ``.faceops/prefect/prefect.db``) as a
-  child process; with PREFECT_API_URL set, that server is used instead and nothing is started;
+  child process that dies with serve however serve ends (flows/prefect_server.py); with PREFECT_API_URL set,
+  that server is used instead and nothing is started;
 * a runner serving three deployments named after the workspace (:func:`workspace_slug`):
   ``faceops-pipeline/<ws>`` (run on demand), ``faceops-new-data/<ws>`` (triggered by the inbox event) and
   ``faceops-retrain/<ws>`` (cron from ``ops.retrain``), one flow run at a time (flows/operations.py says why
@@ -34,31 +35,23 @@ import json
 import os
 import re
 import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 import zoneinfo
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from faceops.config import Params
-from faceops.io.jsonl import atomic_write_text
+from faceops.io.atomic import atomic_write_text
 from flows.inbox import Snapshot, watch_inbox
-from flows.workspace import SERVE_LOCK, SERVE_STATE, STATE_DIR, api_healthy
+from flows.prefect_server import ServerError, prefect_server
+from flows.workspace import SERVE_LOCK, SERVE_STATE, STATE_DIR
 
-__all__ = ["EVENT_SETTLED", "ServeError", "build_deployments", "prefect_api", "serve_workspace", "workspace_slug"]
+__all__ = ["EVENT_SETTLED", "ServeError", "build_deployments", "serve_workspace", "workspace_slug"]
 
 EVENT_SETTLED = "faceops.inbox.settled"
 RETRAIN_SCHEDULE_SLUG = "faceops-retrain"
-SERVER_LOG = "server.log"
-#: A cold server start on a busy 2-core machine (migrations, UI build) takes tens of seconds.
-SERVER_STARTUP_SECONDS = 180.0
 #: How often the runner asks for runs to start (Prefect's default, 10 s, would dominate a new-data latency).
 RUNNER_POLL_SECONDS = 2.0
-#: Time the server gets to shut down on SIGTERM before it is killed.
-SERVER_STOP_SECONDS = 30.0
 
 
 class ServeError(RuntimeError):
@@ -93,30 +86,6 @@ def _serve_lock(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-def _stop_process_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the child's process group, then SIGKILL it if it has not exited in time."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=SERVER_STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 @contextlib.contextmanager
 def _published(root: Path, api_url: str) -> Iterator[None]:
     """Tell this workspace's `faceops run` where the served API is (flows.workspace.served_api_url)."""
@@ -129,47 +98,13 @@ def _published(root: Path, api_url: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def prefect_api(root: Path, port: int, ui: bool, echo: Callable[[str], None]) -> Iterator[str]:
-    """Yield the API URL of a healthy Prefect server: PREFECT_API_URL's, or a child server started here.
-
-    Raises:
-        ServeError: the given server does not answer, the port is taken, or the child server died or
-            did not answer within :data:`SERVER_STARTUP_SECONDS` (the message points at its log).
-    """
-    given = os.environ.get("PREFECT_API_URL")
-    if given:
-        if not api_healthy(given):
-            raise ServeError(f"PREFECT_API_URL={given} does not answer {given}/health; start that server or unset "
-                             "PREFECT_API_URL to let faceops serve start one")  # fmt: skip
-        echo(f"using the Prefect server at {given}")
-        yield given.rstrip("/")
-        return
-    if _port_in_use(port):
-        raise ServeError(f"port {port} on 127.0.0.1 is in use; pass --port, or if a Prefect server runs there set "
-                         f"PREFECT_API_URL=http://127.0.0.1:{port}/api to use it")  # fmt: skip
-    api_url = f"http://127.0.0.1:{port}/api"
-    prefect_home = Path(os.environ.get("PREFECT_HOME", root / STATE_DIR / "prefect"))
-    prefect_home.mkdir(parents=True, exist_ok=True)
-    log_path = prefect_home / SERVER_LOG
-    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
-           "--ui" if ui else "--no-ui", "--analytics-off"]  # fmt: skip
-    env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
-    echo(f"starting the Prefect server (SQLite in {prefect_home}; log {log_path}) ...")
-    with open(log_path, "ab") as server_log:
-        # Its own process group: Ctrl-C reaches faceops, which stops the runner first and the server last.
-        proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+def _server(root: Path, port: int, ui: bool, echo: Callable[[str], None]) -> Iterator[str]:
+    """``flows.prefect_server.prefect_server`` of kind ``serve``, its errors as :class:`ServeError`."""
     try:
-        deadline = time.monotonic() + SERVER_STARTUP_SECONDS
-        while not api_healthy(api_url):
-            if proc.poll() is not None:
-                raise ServeError(f"the Prefect server exited with code {proc.returncode} while starting; see {log_path}")
-            if time.monotonic() > deadline:
-                raise ServeError(f"the Prefect server did not answer {api_url}/health within "
-                                 f"{SERVER_STARTUP_SECONDS:.0f} s; see {log_path}")  # fmt: skip
-            time.sleep(0.5)
-        yield api_url
-    finally:
-        _stop_process_group(proc)
+        with prefect_server(root, "serve", port=port, ui=ui, echo=echo) as api_url:
+            yield api_url
+    except ServerError as err:
+        raise ServeError(str(err)) from None
 
 
 def _emit_settled(root: Path, slug: str, source: str, batch: Snapshot, echo: Callable[[str], None]) -> None:
@@ -260,7 +195,7 @@ def serve_workspace(root: Path, params: Params, *, port: int = 4200, ui: bool = 
     inbox = root / params.ops.inbox.path
     slug = workspace_slug(root)
     connected = bool(os.environ.get("PREFECT_API_URL"))
-    with _serve_lock(root), prefect_api(root, port, ui, echo) as api_url, _published(root, api_url):
+    with _serve_lock(root), _server(root, port, ui, echo) as api_url, _published(root, api_url):
         os.environ["PREFECT_API_URL"] = api_url  # for Prefect below and every flow-run process
         os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "faceops")  # library log lines reach the UI
         from prefect.runner import Runner

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import yaml
 
+from faceops.io.atomic import atomic_write_bytes
 from flows.workspace import STATE_DIR
 
 __all__ = [
@@ -530,9 +531,7 @@ def _restore_files(root: Path, target: str, baseline: str | None) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         blob = blobs[f"{target}:{prefix}{path}"]
         assert blob is not None, f"ls-tree listed {path} in {target} but cat-file did not find it"
-        tmp = dest.with_name(f".{dest.name}.faceops-tmp")
-        tmp.write_bytes(blob)
-        os.replace(tmp, dest)
+        atomic_write_bytes(dest, blob)
     for path in sorted(set(_tree_files(root, baseline)) - set(wanted)):
         (root / path).unlink(missing_ok=True)
         _remove_empty_parents(root, (root / path).parent)

@@ -11,7 +11,6 @@ import fcntl
 import json
 import os
 import re
-import signal
 import sys
 import threading
 import time
@@ -31,6 +30,13 @@ SERVE_LOCK = "serve.lock"
 SERVE_STATE = "serve.json"
 #: Output of each stage's last `dvc repro` (one file per stage, replaced by the next run).
 LOG_DIR = "logs"
+#: Shared-locked by every process that writes the workspace for a run (DVC children, stage commands);
+#: a new run takes it exclusively once, so it starts only when no process of an earlier run is left.
+WRITERS_LOCK = "writers.lock"
+#: Written before a stage's `dvc repro` starts and removed when it ended: {"stage", "lock": dvc.lock text}.
+JOURNAL = "journal.json"
+#: How long a new run waits for processes of a killed run to go (their lifeline kills them in milliseconds).
+WRITERS_GRACE_SECONDS = 10.0
 
 #: Settings that keep Prefect offline, quiet and inside the workspace (tools-and-peers.md 1.5, env checks 4).
 PREFECT_DEFAULTS = {
@@ -48,7 +54,14 @@ class WorkspaceError(RuntimeError):
 
 
 class StageFailed(RuntimeError):
-    """`dvc repro` of one stage exited non-zero; the message carries the tail of its output."""
+    """`dvc repro` of one stage exited non-zero; the message carries the tail of its output.
+
+    ``transient``: whether running it again can help (see :func:`classify_failure`).
+    """
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -138,11 +151,41 @@ def workspace_lock(root: Path, wait_seconds: float = 0.0) -> Iterator[None]:
         handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         handle.flush()
         try:
+            _wait_for_writers(root, max(0.0, deadline - time.monotonic()) + WRITERS_GRACE_SECONDS)
             yield
         finally:
             handle.seek(0)
             handle.truncate()
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _wait_for_writers(root: Path, wait_seconds: float) -> None:
+    """Return once no process of an earlier run writes the workspace (call holding the run lock).
+
+    Every DVC child and stage command holds :data:`WRITERS_LOCK` shared for its whole life, so taking it
+    exclusively proves they are gone, even when the run that started them died without cleaning up.
+
+    Raises:
+        WorkspaceError: some are still there after ``wait_seconds``; the message names their PIDs.
+    """
+    from faceops.processes import lock_holders
+
+    path = root / STATE_DIR / WRITERS_LOCK
+    deadline = time.monotonic() + wait_seconds
+    with open(path, "a+") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    pids = ", ".join(map(str, lock_holders(path))) or "unknown"
+                    raise WorkspaceError(
+                        f"processes of an earlier run still write this workspace (PID {pids}, holding {path}); "
+                        "wait for them to finish or stop them, then run again"
+                    ) from None
+                time.sleep(0.1)
 
 
 def _open_repo(root: Path):
@@ -206,6 +249,11 @@ def stage_order(root: Path, targets: Sequence[str] = ()) -> list[str]:
 class RunPlan:
     """What DVC says before a run: the stages in run order, the stale ones and the settled ones.
 
+    ``stale`` maps a stage to DVC's reasons, plus faceops' own: ``{"incomplete outs": {listing: what is
+    missing}}`` for an output whose own listing names files it lacks (see ``faceops.io.integrity``), and
+    ``{"interrupted": ...}`` for the stage a killed run left mid-way. ``force`` holds the stages DVC
+    itself calls up to date that must re-run anyway (incomplete outputs).
+
     ``settled`` stages are up to date and so is every stage upstream of them. Under the workspace lock
     nothing a run does can make them stale (only upstream stages write what they read), so the pipeline
     flow records them without starting ``dvc repro`` (~0.6 s each: sources' ``.dvc`` files, ``sample``).
@@ -214,35 +262,166 @@ class RunPlan:
     order: list[str]
     stale: dict[str, list]
     settled: frozenset[str]
+    force: frozenset[str] = frozenset()
 
 
 def plan_run(root: Path, targets: Sequence[str] = ()) -> RunPlan:
-    """DVC's status of the stages a run of ``targets`` (all stages when empty) would consider."""
+    """DVC's status of the stages a run of ``targets`` (all stages when empty) would consider.
+
+    Outside a run (no one holds the run lock) a journal left by a killed run names its interrupted stage.
+    """
     import networkx as nx
     from dvc.repo import lock_repo
 
+    from faceops.io.integrity import check_output
+
+    interrupted = None if run_active(root) else interrupted_stage(root)
+    prune_dvc_rwlock(root)
     with _open_repo(root) as repo, lock_repo(repo):  # what `dvc status` holds while it looks
         order, names = _ordered_stages(root, repo, targets)
-        stale = {names[stage]: reasons for stage in order for reasons in stage.status().values()}
+        stale: dict[str, list] = {}
+        force = set()
+        for stage in order:
+            name = names[stage]
+            reasons = [r for entry in stage.status().values() for r in entry]
+            incomplete = {os.path.relpath(p.listing, root): p.describe()
+                          for out in stage.outs for p in check_output(Path(out.fs_path))}  # fmt: skip
+            if incomplete:
+                reasons.append({"incomplete outs": incomplete})
+                force.add(name)
+            if name == interrupted:
+                reasons.append({"interrupted": "a killed run left this stage mid-way; the next run resets its "
+                                "dvc.lock entry to before it and runs it again"})  # fmt: skip
+            if reasons:
+                stale[name] = reasons
         graph = repo.index.graph
         settled = frozenset(
             names[stage] for stage in order
             if not ({names[stage]} | {names[s] for s in nx.descendants(graph, stage)}) & stale.keys()
         )  # fmt: skip
-    return RunPlan(order=[names[s] for s in order], stale=stale, settled=settled)
+    return RunPlan(order=[names[s] for s in order], stale=stale, settled=settled, force=frozenset(force))
 
 
-def sweep_staging(root: Path) -> list[Path]:
-    """Remove staging folders that killed stages left beside their DVC outputs (call under the lock).
+def run_active(root: Path) -> bool:
+    """Whether some run holds this workspace's run lock right now."""
+    path = root / STATE_DIR / LOCK_FILE
+    if not path.is_file():
+        return False
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
-    A stage killed mid-write leaves ``.tmp-<out>-*`` beside its output; when DVC then finds the
-    output intact nothing re-runs that stage, so the run sweeps them instead.
+
+def interrupted_stage(root: Path) -> str | None:
+    """The stage whose ``dvc repro`` a run started and never saw end (the run was killed), if any."""
+    try:
+        return json.loads((root / STATE_DIR / JOURNAL).read_text())["stage"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def recover(root: Path) -> list[str]:
+    """Undo what a killed run left behind; what was done, in words (call holding the run lock).
+
+    * The journal of the stage the killed run had in flight: ``dvc.lock`` is put back as it was before that
+      stage started (DVC rewrites it in place, so a kill can leave it half-written); the stage then shows
+      its changed outputs and runs again.
+    * Temporary files and staging folders beside every DVC output whose writer is gone
+      (``faceops.io.atomic.remove_stale_temporaries``).
+    * DVC's read/write lock file when a kill left it unreadable (no DVC process is left: the run lock and
+      :data:`WRITERS_LOCK` are held).
     """
-    from faceops.io.atomic import remove_stale_staging
+    from faceops.io.atomic import remove_stale_temporaries
 
+    done = []
+    stage = _restore_journal(root)
+    if stage is not None:
+        done.append(f"stage {stage} was interrupted by a killed run: dvc.lock put back as before it, so it runs again")
+    rwlock = root / ".dvc" / "tmp" / "rwlock"
+    try:
+        json.loads(rwlock.read_text())
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError):
+        rwlock.unlink(missing_ok=True)
+        done.append(f"removed {rwlock.relative_to(root)}, left unreadable by a killed DVC process")
+    prune_dvc_rwlock(root)
     with _open_repo(root) as repo:
-        outs = [Path(out.fs_path) for stage in repo.index.stages for out in stage.outs]
-    return [p for out in outs for p in remove_stale_staging(out)]
+        outs = sorted({Path(out.fs_path) for stage in repo.index.stages for out in stage.outs})
+    for out in outs:
+        done += [f"removed {p.relative_to(root)} left by an interrupted stage" for p in remove_stale_temporaries(out)]
+    return done
+
+
+def prune_dvc_rwlock(root: Path) -> list[int]:
+    """Drop the entries of dead processes from DVC's read/write lock file; their PIDs.
+
+    DVC drops the entries of processes that no longer exist, but counts a zombie as alive: a DVC
+    process killed with its run stays a zombie until the system reaps it (up to a second or more in
+    containers), and any DVC command in that window fails with "... is busy". A zombie holds nothing,
+    so its entries go too. The file is edited under DVC's own guard (``rwlock.lock``, an ``flock``).
+    """
+    import psutil
+
+    from faceops.io.atomic import atomic_write_text
+
+    folder = root / ".dvc" / "tmp"
+    if not (folder / "rwlock").is_file():
+        return []
+    with open(folder / "rwlock.lock", "a+") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        try:
+            lock = json.loads((folder / "rwlock").read_text())
+        except (OSError, ValueError):
+            return []  # gone meanwhile, or unreadable: recover() deals with that under the run lock
+
+        def alive(info: dict) -> bool:
+            try:
+                return psutil.Process(int(info["pid"])).status() != psutil.STATUS_ZOMBIE
+            except (psutil.NoSuchProcess, KeyError, TypeError, ValueError):
+                return False
+
+        entries = [*lock.get("write", {}).values(), *(i for e in lock.get("read", {}).values() for i in e)]
+        dead = {i.get("pid") for i in entries if not alive(i)}
+        if dead:
+            lock["write"] = {p: i for p, i in lock.get("write", {}).items() if alive(i)}
+            lock["read"] = {p: kept for p, e in lock.get("read", {}).items() if (kept := [i for i in e if alive(i)])}
+            atomic_write_text(folder / "rwlock", json.dumps(lock))
+    return sorted(pid for pid in dead if isinstance(pid, int))
+
+
+def _write_journal(root: Path, stage: str) -> None:
+    from faceops.io.atomic import atomic_write_text
+
+    lock = root / "dvc.lock"
+    text = lock.read_text() if lock.is_file() else None
+    atomic_write_text(root / STATE_DIR / JOURNAL, json.dumps({"stage": stage, "lock": text}) + "\n")
+
+
+def _restore_journal(root: Path) -> str | None:
+    """Put dvc.lock back as the journal recorded it and drop the journal; the journal's stage, if any."""
+    from faceops.io.atomic import atomic_write_text
+
+    journal = root / STATE_DIR / JOURNAL
+    try:
+        entry = json.loads(journal.read_text())
+        stage, text = entry["stage"], entry["lock"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        journal.unlink(missing_ok=True)  # the journal itself was cut short: the stage had not started
+        return None
+    lock = root / "dvc.lock"
+    if text is None:
+        lock.unlink(missing_ok=True)
+    elif not lock.is_file() or lock.read_text() != text:
+        atomic_write_text(lock, text)
+    journal.unlink()
+    return stage
 
 
 def stale_stages(root: Path, targets: Sequence[str] = ()) -> dict[str, list]:
@@ -264,21 +443,29 @@ def run_stage(root: Path, stage: str, *, force: bool, timeout_seconds: float, st
     The command runs as DVC's own CLI (``dvc.cli.main``) in a child process forked from a server that
     has DVC imported (``faceops.processes``): what a user would type, minus the ~0.4 s of Python start
     and DVC import a fresh ``python -m dvc`` pays for every stage. The child gets this process's
-    environment, runs in the workspace in its own process group (so a timeout kills the stage's process
-    too, not only DVC) and writes its output to ``.faceops/logs/<stage>.log``, which stays there.
+    environment, runs in the workspace and writes its output to ``.faceops/logs/<stage>.log``, which stays.
+
+    The child is *tethered* (``faceops.processes.start_tethered``): it leads its own process group (DVC,
+    the stage command, its workers), which is killed when this process dies however it dies, when the
+    timeout passes, and after the child ends (nothing of a stage outlives its ``dvc repro``). A journal
+    (:data:`JOURNAL`) records dvc.lock as it was before the stage; a stage that did not end cleanly gets it
+    back, since DVC rewrites dvc.lock in place and a kill can cut that write short.
 
     Raises:
-        StageFailed: non-zero exit or timeout; the message ends with the last lines of output.
+        StageFailed: non-zero exit or timeout; the message ends with the last lines of output, and
+            ``transient`` says whether a retry can help.
     """
+    from faceops.processes import kill_group, start_tethered
+
     argv = ["repro", "--single-item", stage] + (["--force"] if force else [])
     log = root / STATE_DIR / LOG_DIR / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', stage)}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_bytes(b"")
+    _write_journal(root, stage)
     start = time.monotonic()
-    proc = _dvc_processes().Process(target=_dvc_cli, args=(argv, str(root), dict(os.environ), str(log)),
-                                    name=f"dvc-repro-{stage}")  # fmt: skip
-    proc.start()
-    watchdog = threading.Timer(timeout_seconds, _kill_group, args=(proc,))
+    child = start_tethered(child_processes(), _dvc_cli, (argv, str(root), dict(os.environ), str(log)),
+                           name=f"dvc-repro-{stage}")  # fmt: skip
+    watchdog = threading.Timer(timeout_seconds, kill_group, args=(child.pid,))
     watchdog.start()
     tail: deque[str] = deque(maxlen=40)
     ran = False
@@ -286,8 +473,8 @@ def run_stage(root: Path, stage: str, *, force: bool, timeout_seconds: float, st
         with open(log, "rb") as output:
             pending = b""
             while True:
-                proc.join(0.1)
-                done = proc.exitcode is not None
+                child.join(0.1)
+                done = child.exitcode is not None
                 pending += output.read()
                 *lines, pending = pending.split(b"\n")
                 if done and pending:
@@ -301,18 +488,49 @@ def run_stage(root: Path, stage: str, *, force: bool, timeout_seconds: float, st
                     break
     finally:
         watchdog.cancel()
-        if proc.exitcode is None:  # the flow was cancelled or interrupted: take the stage down with it
-            _kill_group(proc)
-            proc.join()
+        child.release()  # kills what is left of its group: the flow was cancelled, or DVC itself was killed
     seconds = time.monotonic() - start
-    if seconds >= timeout_seconds and proc.exitcode != 0:
-        raise StageFailed(f"stage {stage!r} timed out after {timeout_seconds:.0f} s\n" + "\n".join(tail))
-    if proc.exitcode != 0:
-        raise StageFailed(f"stage {stage!r} failed (exit {proc.exitcode}):\n" + "\n".join(tail))
-    return StageRun(stage=stage, ran=ran, seconds=seconds, tail="\n".join(tail))
+    if child.exitcode == 0:
+        (root / STATE_DIR / JOURNAL).unlink(missing_ok=True)
+        return StageRun(stage=stage, ran=ran, seconds=seconds, tail="\n".join(tail))
+    _restore_journal(root)
+    if seconds >= timeout_seconds:
+        raise StageFailed(f"stage {stage!r} timed out after {timeout_seconds:.0f} s\n" + "\n".join(tail),
+                          transient=True)  # fmt: skip
+    transient, why = classify_failure(child.exitcode, list(tail))
+    raise StageFailed(f"stage {stage!r} failed (exit {child.exitcode}, {why}):\n" + "\n".join(tail), transient=transient)
 
 
-def _dvc_processes():
+#: Exceptions a retry can cure: the machine or the workspace was busy, not the code wrong.
+_TRANSIENT_ERRORS = ("LockError", "BlockingIOError", "ConnectionError", "ConnectionResetError", "TimeoutError",
+                     "BrokenPipeError", "BrokenProcessPool", "InterruptedError", "MemoryError")  # fmt: skip
+
+
+def classify_failure(exitcode: int | None, tail: Sequence[str]) -> tuple[bool, str]:
+    """(transient, why) for a ``dvc repro`` that failed: can running it again help?
+
+    Transient: a process killed by a signal (the stage, a worker, DVC), DVC's lock held by someone else,
+    an I/O error of the machine (EIO), and the exception types in :data:`_TRANSIENT_ERRORS`. Anything else
+    (a traceback of ValueError, TypeError, a bad param) is a bug or bad input: retrying would only repeat it.
+    """
+    text = "\n".join(tail)
+    if exitcode is not None and exitcode < 0:
+        return True, f"DVC was killed by signal {-exitcode}"
+    killed = re.search(r"exited with (-\d+|13[0-9]|14[0-9])\b", text)
+    if killed:
+        return True, f"the stage command was killed (status {killed.group(1)})"
+    if "is busy" in text or "Unable to acquire lock" in text:
+        return True, "DVC's lock was held by another process"
+    if "[Errno 5]" in text:
+        return True, "an I/O error"
+    raised = re.findall(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Exit|Interrupt|Pool))\b[:\s]", text, flags=re.M)
+    if raised:
+        last = raised[-1]
+        return last in _TRANSIENT_ERRORS, f"{last} raised"
+    return False, "see the output below"
+
+
+def child_processes():
     """The forkserver context the DVC children come from (DVC's CLI and reproduce code preloaded)."""
     from faceops.processes import forkserver_context
 
@@ -320,29 +538,29 @@ def _dvc_processes():
 
 
 def _dvc_cli(argv: list[str], cwd: str, env: dict[str, str], log: str) -> None:
-    """Child side of :func:`run_stage`: become ``dvc ARGV`` typed in ``cwd`` with ``env``, output into ``log``."""
-    os.setsid()
+    """Child side of :func:`run_stage`: become ``dvc ARGV`` typed in ``cwd`` with ``env``, output into ``log``.
+
+    It holds :data:`WRITERS_LOCK` shared for its whole life, and so does the stage command (told through
+    ``stages._common.WRITERS_LOCK_ENV``), so no later run starts while either still writes.
+    """
+    from faceops.processes import hold_shared_lock
+    from stages._common import WRITERS_LOCK_ENV
+
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
+    os.environ[WRITERS_LOCK_ENV] = str(Path(cwd) / STATE_DIR / WRITERS_LOCK)  # the stage command holds it too
     fd = os.open(log, os.O_WRONLY | os.O_APPEND)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    hold_shared_lock(Path(os.environ[WRITERS_LOCK_ENV]))
     from dvc.cli import main
 
     code = main(argv)
     sys.stdout.flush()
     sys.stderr.flush()
     sys.exit(code)
-
-
-def _kill_group(proc) -> None:
-    """SIGKILL the child's process group (DVC and the stage command it started)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()  # not yet its own group leader, or already gone
 
 
 def collect_metrics(root: Path) -> dict[str, object]:

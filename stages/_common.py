@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,9 +25,15 @@ from rich.progress import (
 )
 
 from faceops.config import Params, ParamsError, load_params
-from faceops.io.jsonl import atomic_write_text
+from faceops.processes import hold_shared_lock
+from faceops.io.atomic import atomic_write_text
 
 console = Console(stderr=True)
+
+
+#: Set by `faceops run` for the DVC commands it starts: the lock file that marks a process as a writer of
+#: the workspace (held shared for the process's life; flows.workspace.WRITERS_LOCK says why).
+WRITERS_LOCK_ENV = "FACEOPS_WRITERS_LOCK"
 
 
 def parse_args(
@@ -34,8 +41,12 @@ def parse_args(
 ) -> argparse.Namespace:
     """Parse ``--params`` plus the stage's path arguments (paths live in dvc.yaml, never in code).
 
-    ``paths`` are required single paths; ``path_lists`` take zero or more paths each.
+    ``paths`` are required single paths; ``path_lists`` take zero or more paths each. Every stage starts
+    here, so this is also where a stage started by a faceops run marks itself as a writer: no later run
+    begins while it still runs, even if its own run was killed.
     """
+    if os.environ.get(WRITERS_LOCK_ENV):
+        hold_shared_lock(Path(os.environ[WRITERS_LOCK_ENV]))
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
     for name in paths:

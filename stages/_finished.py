@@ -26,9 +26,8 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from faceops.io.atomic import atomic_directory
+from faceops.io.atomic import atomic_directory, atomic_write_bytes
 from faceops.io.digest import run_fingerprint, sha256_file
-from faceops.io.jsonl import atomic_write_bytes
 from faceops.io.layout import SHARD_INDEX
 from faceops.io.shards import read_index, split_urls
 from stages._common import console

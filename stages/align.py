@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from faceops.align import AlignJob, align_many
-from faceops.io.atomic import atomic_directory
-from faceops.io.jsonl import atomic_write_bytes, read_jsonl, write_jsonl
+from faceops.io.atomic import atomic_directory, atomic_write_bytes
+from faceops.io.jsonl import read_jsonl, write_jsonl
 from faceops.io.layout import FACES_DIR, MANIFEST, QUARANTINE
 from stages._common import console, params_or_exit, parse_args, print_counts, progress_bar, write_metrics
 

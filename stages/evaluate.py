@@ -15,9 +15,8 @@ import cv2
 import numpy as np
 
 from faceops.config import Params
-from faceops.io.atomic import atomic_directory
+from faceops.io.atomic import atomic_directory, atomic_write_text
 from faceops.io.digest import sha256_file
-from faceops.io.jsonl import atomic_write_text
 from faceops.io.layout import MODEL_FILE
 from faceops.io.shards import split_urls
 from stages._common import params_or_exit, parse_args, print_counts, write_metrics

@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceops.io.atomic import atomic_directory
-from faceops.io.jsonl import atomic_write_bytes, atomic_write_text, read_jsonl
+from faceops.io.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
+from faceops.io.jsonl import read_jsonl
 from faceops.io.layout import QUARANTINE, SUMMARY_JSON, SUMMARY_MD
 from faceops.io.shards import iter_tar_samples, read_index
 from faceops.report import contact_sheet, summary_markdown

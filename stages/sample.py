@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from faceops.io.atomic import atomic_directory
-from faceops.io.jsonl import atomic_write_bytes, atomic_write_text
+from faceops.io.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
 from faceops.io.layout import LABELS_CSV
 from faceops.sample import generate_sample, labels_csv
 from stages._common import params_or_exit, parse_args, progress_bar, write_metrics

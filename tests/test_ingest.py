@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from faceops.io.ingest import QUARANTINE_REASONS, IngestResult, scan_source
-from faceops.io.jsonl import atomic_write_bytes, atomic_write_text, read_jsonl, write_jsonl
+from faceops.io.atomic import atomic_write_bytes, atomic_write_text
+from faceops.io.jsonl import read_jsonl, write_jsonl
 from faceops.labels import CELEBA_ATTRIBUTES, LANDMARK_COLUMNS, sample_id
 
 LIMITS = {"max_pixels": 1_000_000, "max_file_bytes": 200_000, "min_side": 16}

@@ -88,7 +88,7 @@ def test_the_stage_sees_the_environment_of_the_caller_at_call_time(dvc_workspace
 
 
 def test_a_failing_stage_raises_with_the_tail_of_its_output(dvc_workspace):
-    with pytest.raises(StageFailed, match=r"(?s)failed \(exit \d+\).*about to fail"):
+    with pytest.raises(StageFailed, match=r"(?s)failed \(exit \d+, [^)]*\).*about to fail"):
         _run(dvc_workspace, "broken")
 
 

@@ -21,18 +21,18 @@ deleted at any time, like the whole cache.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
+
+from faceops.io.atomic import atomic_write_bytes
 
 __all__ = ["CACHE_FORMAT", "cache_key", "entry_path", "read_entry", "write_entry"]
 
@@ -63,28 +63,6 @@ def _entry_file(cache_dir: Path | str, key: str) -> str:
     if len(key) != 64 or not _HEX.issuperset(key):
         raise ValueError(f"cache key must be 64 lowercase hex characters, got {key!r}")
     return f"{os.fspath(cache_dir)}/{key[:2]}/{key}.entry"
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    """Write to a uniquely named sibling, then rename: readers see the old file or the whole new one.
-
-    The folder is created only when the first write into it finds it missing.
-    """
-    folder, name = os.path.split(path)
-    tmp = f"{folder}/.{name}.{secrets.token_hex(8)}.tmp"
-    try:
-        try:
-            f = open(tmp, "xb")
-        except FileNotFoundError:
-            os.makedirs(folder, exist_ok=True)
-            f = open(tmp, "xb")
-        with f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def write_entry(
@@ -130,7 +108,7 @@ def write_entry(
         "jpeg_sha256": None if jpeg is None else hashlib.sha256(jpeg).hexdigest(),
     }
     line = orjson.dumps(record)  # one line: JSON escapes every control character
-    _write_atomic(_entry_file(cache_dir, key), line + b"\n" + (jpeg or b""))
+    atomic_write_bytes(_entry_file(cache_dir, key), line + b"\n" + (jpeg or b""), durable=False)
 
 
 def _valid_landmarks(value: object) -> np.ndarray | None:

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import torch
 
-from faceops.io.jsonl import atomic_write_bytes
+from faceops.io.atomic import atomic_write_bytes
 from faceops.io.layout import MODEL_FILE, RESUME_FILE
 
 __all__ = ["CHECKPOINT_FORMAT", "MODEL_FILE", "RESUME_FILE", "CheckpointError", "save_checkpoint", "load_checkpoint"]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from faceops.io.jsonl import atomic_write_bytes, read_jsonl, write_jsonl
+from faceops.io.atomic import atomic_write_bytes
+from faceops.io.jsonl import read_jsonl, write_jsonl
 
 __all__ = ["EmbeddingSet", "read_embeddings", "write_embeddings"]
 

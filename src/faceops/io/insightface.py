@@ -43,13 +43,13 @@ import math
 import os
 import pickle
 import struct
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 import numpy as np
+
+from faceops.io.atomic import atomic_file
 
 __all__ = [
     "RECORDIO_MAGIC",
@@ -449,19 +449,6 @@ def _write_parts(f: BinaryIO, record: bytes) -> None:
     f.write(b"\0" * ((-tail) % 4))
 
 
-@contextmanager
-def _replace_on_success(path: str | Path) -> Iterator[BinaryIO]:
-    """Write to a sibling temporary file and rename it over ``path`` only if the block completes."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_recordio(
     rec_path: str | Path,
     idx_path: str | Path,
@@ -479,7 +466,7 @@ def write_recordio(
         records: ``(key, label, payload)`` with distinct non-negative integer keys.
     """
     seen: set[int] = set()
-    with _replace_on_success(rec_path) as rec, _replace_on_success(idx_path) as idx:
+    with atomic_file(rec_path) as rec, atomic_file(idx_path) as idx:
         for key, label, payload in records:
             if not isinstance(key, (int, np.integer)) or key < 0 or key in seen:
                 raise ValueError(f"record keys must be distinct non-negative integers; got {key!r}")

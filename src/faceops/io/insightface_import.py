@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from faceops.io.insightface import recordio_to_samples
-from faceops.io.jsonl import atomic_write_bytes, atomic_write_text
+from faceops.io.atomic import atomic_write_bytes, atomic_write_text
 from faceops.io.layout import LABELS_CSV
 from faceops.labels import ARCFACE_TEMPLATE_112, LANDMARK_COLUMNS
 

@@ -37,7 +37,8 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from faceops.io.jsonl import atomic_write_bytes, atomic_write_text, dumps_line
+from faceops.io.atomic import atomic_write_bytes, atomic_write_text
+from faceops.io.jsonl import dumps_line
 from faceops.io.layout import SHARD_INDEX
 
 __all__ = [
