@@ -13,8 +13,10 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from faceops.config import ParamsError, load_params
+from flows.checkout import checkout_version
+from flows.gitrepo import VersionError
+from flows.history import list_versions
 from flows.promotion import MODEL_TAG, PromotionError, promote_if_better
-from flows.versioning import VersionError, checkout_version, list_versions
 from flows.workspace import WorkspaceError, configure_environment, find_root, workspace_lock
 
 console = Console()

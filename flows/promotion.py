@@ -21,17 +21,9 @@ from pathlib import Path
 import yaml
 
 from faceops.config import PromotionParams, parse_params
-from flows.versioning import (
-    METRICS_FILE,
-    VersionError,
-    git_identity_env,
-    head_commit,
-    in_prefect_run,
-    read_metrics,
-    run_git,
-    run_logger,
-    tags_by_commit,
-)
+from flows.gitrepo import VersionError, git_identity_env, head_commit, run_git, tags_by_commit
+from flows.history import METRICS_FILE, read_metrics
+from flows.runlog import in_prefect_run, run_logger
 
 __all__ = ["MODEL_TAG", "PromotionDecision", "PromotionError", "decide_promotion", "promote_if_better",
            "promoted_model", "train_from_promoted"]  # fmt: skip

@@ -19,7 +19,7 @@ from test_versioning import V1, V2, git, make_workspace, run_pipeline  # shared 
 from typer.testing import CliRunner
 
 from faceops.config import PromotionParams
-from flows import promotion, versioning
+from flows import promotion, runlog
 from flows.cli_versions import register
 from flows.promotion import PromotionError, decide_promotion, promote_if_better, promoted_model, train_from_promoted
 from flows.versioning import record_version
@@ -143,7 +143,7 @@ def test_artifact_and_run_logger_inside_a_prefect_run(ws, monkeypatch):
 
     artifacts, lines = [], []
     monkeypatch.setattr(promotion, "in_prefect_run", lambda: True)
-    monkeypatch.setattr(versioning, "in_prefect_run", lambda: True)
+    monkeypatch.setattr(runlog, "in_prefect_run", lambda: True)
     monkeypatch.setattr(prefect.artifacts, "create_markdown_artifact", lambda **kw: artifacts.append(kw))
     logger = logging.getLogger("test-run-logger")
     monkeypatch.setattr(logger, "info", lambda fmt, *args: lines.append(fmt % args))

@@ -18,14 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.versioning import (
-    Version,
-    VersionError,
-    checkout_version,
-    is_pipeline_file,
-    list_versions,
-    record_version,
-)
+from flows.checkout import checkout_version
+from flows.gitrepo import VersionError, is_pipeline_file
+from flows.history import Version, list_versions
+from flows.versioning import record_version
 
 IDENTITY = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
             "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.com"}  # fmt: skip
