@@ -201,7 +201,7 @@ def import_bin(
     root: RootOption = None,
 ) -> None:
     """Check a .bin verification set with the restricted loader, copy it to data/verification/ and evaluate on it."""
-    from faceops.io.insightface import load_verification_bin
+    from faceops.io.verification_bin import load_verification_bin
 
     workspace = _workspace(root)
     try:

@@ -36,7 +36,7 @@ def _bin_metrics(model: torch.nn.Module, path: Path, *, batch_size: int, folds: 
 
     from faceops.eval.evaluate import predict
     from faceops.eval.verification import cosine_scores, verification_metrics
-    from faceops.io.insightface import load_verification_bin
+    from faceops.io.verification_bin import load_verification_bin
     from faceops.train.batch import normalize_images
 
     images, same = load_verification_bin(path)

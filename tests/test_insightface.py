@@ -1,4 +1,4 @@
-"""faceops.io.insightface: safe .bin loading and the MXNet RecordIO format."""
+"""insightface's formats: safe .bin loading (faceops.io.verification_bin) and MXNet RecordIO (faceops.io.recordio)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceops.io.insightface import (
-    RECORDIO_MAGIC,
-    UnsafeFileError,
-    iter_recordio,
-    load_verification_bin,
-    recordio_to_samples,
-    write_recordio,
-)
+from faceops.io.recordio import RECORDIO_MAGIC, iter_recordio, recordio_to_samples, write_recordio
+from faceops.io.verification_bin import UnsafeFileError, load_verification_bin
 
 MAGIC = struct.pack("<I", RECORDIO_MAGIC)
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from faceops.align import align_face
 from faceops.io.ingest import scan_source
-from faceops.io.insightface import write_recordio
+from faceops.io.recordio import write_recordio
 from faceops.io.insightface_import import write_recordio_source
 
 

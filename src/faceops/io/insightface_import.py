@@ -14,9 +14,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from faceops.io.insightface import recordio_to_samples
 from faceops.io.atomic import atomic_write_bytes, atomic_write_text
 from faceops.io.layout import LABELS_CSV
+from faceops.io.recordio import recordio_to_samples
 from faceops.labels import ARCFACE_TEMPLATE_112, LANDMARK_COLUMNS
 
 __all__ = ["write_recordio_source"]
