@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from _env import environment
 
-from faceops.io.ingest import scan_source
+from faceops.ingest import scan_source
 from faceops.io.layout import COCO_ANNOTATIONS
 from faceops.pseudo import oks_ap
 

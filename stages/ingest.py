@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from faceops.ingest import scan_source
 from faceops.io.atomic import atomic_directory
-from faceops.io.ingest import scan_source
 from faceops.io.jsonl import write_jsonl
 from faceops.io.layout import MANIFEST, QUARANTINE
 from stages._common import console, params_or_exit, parse_args, print_counts, progress_bar, write_metrics

@@ -1,4 +1,4 @@
-"""Tests for faceops.io.ingest (the three layouts, quarantine, counts) and faceops.io.jsonl."""
+"""Tests for faceops.ingest (the layouts, quarantine, counts) and faceops.io.jsonl."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceops.io.ingest import QUARANTINE_REASONS, IngestResult, scan_source
+from faceops.ingest import QUARANTINE_REASONS, IngestResult, scan_source
 from faceops.io.atomic import atomic_write_bytes, atomic_write_text
 from faceops.io.jsonl import read_jsonl, write_jsonl
 from faceops.labels import CELEBA_ATTRIBUTES, LANDMARK_COLUMNS, sample_id

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 
 from faceops.align import align_face
-from faceops.io.ingest import scan_source
-from faceops.io.recordio import write_recordio
+from faceops.ingest import scan_source
 from faceops.io.insightface_import import write_recordio_source
+from faceops.io.recordio import write_recordio
 
 
 def _face(seed: int) -> bytes:
