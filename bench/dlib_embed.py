@@ -5,7 +5,8 @@ photo than to the embeddings of other photos? This needs no identity labels: eac
 identity, and the copy changes what a second photo of the person would (mirror side, head roll,
 size, compression), though not expression, age or light, so it is an easy, label-free check.
 
-Data: the FairFace validation sample (``--data``: 901 photos, 224x224, padding 0.25). Per photo, a
+Data: a sample of the FairFace validation split (``--data``: 901 photos, 224x224, padding 0.25; FairFace:
+Karkkainen and Joo, WACV 2021, CC BY 4.0). Per photo, a
 seeded copy: horizontal flip, rotation uniform in +-10 deg and scale uniform in [0.9, 1.1] about the
 centre (borders reflected), JPEG re-encoded at a quality uniform in [60, 90]. The project's MTCNN
 detector (``faceops.align``, score >= 0.9, largest face) finds the 5 landmarks in the photo and in

@@ -17,7 +17,8 @@ one (flows/promotion.py, which also writes the decision artifact).
 
 Prefect's deployment concurrency limits (``ConcurrencyLimitConfig(limit=1, collision_strategy=ENQUEUE)``)
 are not used: they are per deployment, so a new-data run and a retrain run would still overlap, which is
-exactly the DVC lock corruption to avoid (tools-and-peers.md 2.5).
+exactly the DVC lock corruption to avoid (parallel ``dvc repro`` in one workspace fails with "Unable to
+acquire lock" or corrupts DVC's rwlock file: iterative/dvc#10465, #9805, #5795).
 """
 
 from __future__ import annotations

@@ -8,6 +8,21 @@ Entry points:
 - ``LinkageGCN.to_record()`` / ``LinkageGCN.from_record(record)`` to save and load a trained model;
 - ``clustering_scores(gt, pred)`` for metrics JSON.
 faiss is optional at import time: only the faiss kNN backends need it (``pip install faceops[cpu]``).
+
+Method: the pseudo-labelling step of AIN, the Adversarial Information Network: Wang and Deng, "Adaptive
+Face Recognition Using Adversarial Information Network", IEEE Transactions on Image Processing, vol. 31,
+pp. 4909-4921, 2022 (arXiv 2305.13605). AIN adapts a face recogniser from a labelled source domain to an
+unlabelled target; a graph convolutional network predicts linkage likelihoods between target faces to give
+them pseudo-labels. AIN has no public code and only its abstract was available to us, so this package is a
+reconstruction: the GCN is taken to be the linkage-based clustering of Wang et al., "Linkage Based Face
+Clustering via Graph Convolution Network" (L-GCN), CVPR 2019 (arXiv 1903.11306), built as that paper's
+released code (github.com/Zhongdao/gcn_clustering) and its re-implementation in learn-to-cluster
+(github.com/yl-1993/learn-to-cluster, ``lgcn/``) do: kNN graph, instance pivot subgraphs, graph
+convolutions, size-capped propagation, and the clustering metrics (where ours differ, the modules
+say so: faceops.cluster.gcn, faceops.cluster.propagate). Ours as well: the choice of the
+propagation's parameters on held-out labelled identities, the baselines, and the use of the pseudo-labels
+as ordinary training shards. AIN's other half, the adversarial mutual-information loss between the
+feature extractor and the target classifier, is not implemented.
 """
 
 from __future__ import annotations

@@ -50,8 +50,9 @@ def threshold_cc(
 def pca(features: np.ndarray, dim: int) -> np.ndarray:
     """Project [N, D] onto its top ``dim`` principal components -> [N, dim] float32.
 
-    Done in torch through the D x D covariance: numpy's ``A @ A.T`` path crashes on large float
-    matrices on this project's machines (environment-checks §10) and D x D is small.
+    Done in torch through the D x D covariance: numpy's ``A @ A.T`` (its SYRK path) segfaults on large
+    float matrices on this project's machines (e.g. float32 40,000 x 256; numpy/numpy#19685) and D x D
+    is small.
     """
     x = torch.as_tensor(features, dtype=torch.float32)
     x = x - x.mean(0)

@@ -1,12 +1,17 @@
 """Linkage GCN (L-GCN): learn which kNN edges join the same identity, from a labelled source.
 
-Paper: Wang et al., "Linkage Based Face Clustering via Graph Convolution Network", CVPR 2019
-(arXiv 1903.11306). Written from the paper's description and the project's reference digest; no code
-copied. Per pivot p an Instance Pivot Subgraph (IPS) is built from the kNN graph: p, its k1 nearest
-neighbours (1-hop) and their k2 nearest neighbours (2-hop). Node features are offsets from the pivot
-(x_node - x_p); each node links to its u nearest neighbours that are inside the IPS, the adjacency is
-symmetrised and row-normalised. Four graph-conv layers h' = ReLU([h, A h] W + b) and a small MLP
-classify every (p, 1-hop) edge as same/different identity.
+Paper: Wang et al., "Linkage Based Face Clustering via Graph Convolution Network", CVPR 2019 (arXiv
+1903.11306); released code github.com/Zhongdao/gcn_clustering, re-implemented in
+github.com/yl-1993/learn-to-cluster (``lgcn/``). Written from the paper's description and a reading of that
+code; no code copied. faceops uses it as the linkage GCN of AIN (Wang and Deng, "Adaptive Face Recognition
+Using Adversarial Information Network", IEEE Transactions on Image Processing, vol. 31, 2022, arXiv
+2305.13605), whose abstract says only that a GCN predicts linkage likelihoods between target samples for
+pseudo-labels: that this GCN is L-GCN, with L-GCN's subgraphs, layers and training, is our reconstruction
+(AIN has no public code). Per pivot p an Instance Pivot Subgraph (IPS) is built from the kNN graph: p, its
+k1 nearest neighbours (1-hop) and their k2 nearest neighbours (2-hop). Node features are offsets from the
+pivot (x_node - x_p); each node links to its u nearest neighbours that are inside the IPS, the adjacency is
+symmetrised and row-normalised. Four graph-conv layers h' = ReLU([h, A h] W + b) and a small MLP classify
+every (p, 1-hop) edge as same/different identity.
 
 Deviations from the paper, each for a measured reason:
 - node input is [x_node - x_p, cos(x_node, x_p)]: the explicit similarity hands the network the

@@ -2,8 +2,8 @@
 
 Backends (``index=``):
 - ``"exact"``: batched torch matmul + topk on ``device``. Exact. On this project's CPUs it is ~4x
-  faster than faiss-cpu's ``IndexFlatIP``, whose bundled OpenBLAS runs a generic kernel
-  (environment-checks §7/§10), and it is quadratic in time, so it is for N up to ~50k.
+  faster than faiss-cpu's ``IndexFlatIP``, whose bundled OpenBLAS does not recognise the CPU and runs
+  its generic "Prescott" kernel, and it is quadratic in time, so it is for N up to ~50k.
 - ``"flat"``: faiss ``IndexFlatIP`` (exact), moved to all GPUs when faiss-gpu sees one.
 - ``"ivf"``: inverted file with ``nlist ~ 0.8 sqrt(N)`` cells from a spherical k-means; the vectors
   of a cell search the ``nprobe`` cells whose centroids are nearest to that cell's. All in torch

@@ -40,8 +40,9 @@ EMBEDDING_DIM = 128
 #: dlib's chip geometry: the recognizer was trained on 150 px chips with 25% padding (dlib's defaults).
 CHIP_SIZE, CHIP_PADDING = 150, 0.25
 
-# Face rectangle from 5 points (face_rectangle). Measured on the 67 faces of dlib's example photos
-# (../shared/data/dlib-faces) found both by dlib's frontal detector (upsampled once) and by MTCNN:
+# Face rectangle from 5 points (face_rectangle). Measured on the 67 faces of the example photos that ship
+# with dlib (its repository's examples/faces, 12 photos) found both by dlib's frontal detector (upsampled
+# once) and by MTCNN:
 # detector box side / mean distance of the 5 points from their centroid = 4.15 (median; the spread,
 # 10%, is mostly the detector's pyramid steps), and the box centre lies 0.44 of the way from the eye
 # midpoint to the mouth midpoint (median; sideways offset 0.02, taken as 0). dlib embeddings from

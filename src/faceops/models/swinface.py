@@ -1,10 +1,15 @@
 """SwinFace: one Swin Transformer for face recognition, expression, age and 40 attributes.
 
 Paper: Qin et al., "SwinFace: A Multi-task Transformer for Face Recognition, Expression Recognition,
-Age Estimation and Attribute Estimation", arXiv:2308.11509 (https://arxiv.org/abs/2308.11509).
-Architecture facts from the official code (github.com/lxq1000/SwinFace @2770479, MIT license) as digested
-in the team's paper digest (shared/reference/papers.md, section 1); this file is written independently
-on top of timm's Swin blocks and borrows no code from that repository.
+Age Estimation and Attribute Estimation", arXiv preprint 2308.11509, 2023 (https://arxiv.org/abs/2308.11509).
+Only the paper's abstract was available to us: the architecture facts below (patch-2 Swin-T, the four
+7x7 taps, recognition subnet, MLCA subnets and the 11-subnet task grouping) come from the authors' released
+code (github.com/lxq1000/SwinFace, read at commit 2770479, MIT license), not from the paper's text. This
+file is written independently on top of timm's Swin blocks and borrows no code from that repository.
+Ours, not the authors': the assembly of the original Swin stage layout from timm's blocks (below), the
+CPU-sized variants (``swinface_tiny*``: embed 24, one block per stage, embedding 64, fused width 64) and
+:func:`split_widths`, which splits any fused width over the levels in proportion to their widths (for
+512 it gives the released 47/93/186/186).
 
 Layout (full size, 112x112 input): patch-2 embedding, four stages of Swin blocks where stages 1-3 *end*
 with a patch merging (the original Swin layout; timm merges at the *start* of a stage, so the stages

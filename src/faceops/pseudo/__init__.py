@@ -1,5 +1,15 @@
 """Semi-supervised keypoints (SSPCM): heatmap models trained from a few labels plus unlabelled images.
 
+SSPCM: Huang, Li, Tian, Yang, Li, Deng and Ye, "Semi-Supervised 2D Human Pose Estimation Driven by Position
+Inconsistency Pseudo Label Correction Module", CVPR 2023 (arXiv 2303.04346); code github.com/hlz0606/SSPCM.
+The paper estimates human body pose; here the method learns five facial landmarks (and COCO body joints)
+with small networks. Only the paper's abstract was available to us: the method follows the authors' released
+code, written anew without copying it, and each place where this package departs from that code or fills a
+gap says so (:mod:`faceops.pseudo.sspcm`: pseudo-label targets, consistency ramp-up, warm-up epochs;
+:mod:`faceops.pseudo.selection`: position-inconsistency removal switched on;
+:mod:`faceops.pseudo.cutocclude`: the paste axes). The heatmap networks follow SimpleBaseline
+(:mod:`faceops.pseudo.models`).
+
 The ``keypoints`` stage uses :func:`train_keypoint_models` and :func:`predict_keypoints` (uint8
 crops in, pixel points and confidences out) and saves :meth:`KeypointModel.to_record`. The tensor
 level (:func:`fit_sspcm`, :func:`fit_supervised`, :func:`predict_points`) is for benches and tests.

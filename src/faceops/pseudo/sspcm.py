@@ -1,8 +1,15 @@
 """SSPCM training loop (two co-teaching teachers + a student, previous-epoch snapshot) on tensors.
 
-Method: SSPCM (semi-supervised pose estimation with position-inconsistency pseudo-label correction;
-reference code hlz0606/SSPCM, digest in ../shared/reference/papers.md section 6). Written from the
-method description; no code copied.
+Paper: Huang, Li, Tian, Yang, Li, Deng and Ye, "Semi-Supervised 2D Human Pose Estimation Driven by Position
+Inconsistency Pseudo Label Correction Module", CVPR 2023 (arXiv 2303.04346); official code
+github.com/hlz0606/SSPCM. Only the paper's abstract was available to us, so the loop follows the method as
+the authors' released code implements it (read at commit c292503: three networks, previous-epoch snapshot,
+pair selection, score threshold, Cut-Occlude, hard affine, losses, schedule), written anew from a
+description of it; no code copied. Our reconstruction, not the authors': the two deviations below;
+``warmup_epochs`` that use the current teacher pair only (the released code builds no ensemble target in its
+first epoch); position-inconsistency removal switched on (:mod:`faceops.pseudo.selection`) and the paste
+axes of Cut-Occlude (:mod:`faceops.pseudo.cutocclude`); and the use on facial landmarks and COCO body joints
+with small networks (the paper: human body pose with ResNet/HRNet backbones).
 
 Per step: a labelled batch (random scale/rotation, targets re-encoded at the warped points) trains
 all three networks with ``supervised_loss``; an unlabelled batch (the weak view: the image as given)
@@ -66,10 +73,11 @@ EpochHook = Callable[[dict[str, float]], None]
 class SSPCMConfig:
     """Settings of the training loop (one ``keypoints`` params section maps onto it 1:1).
 
-    Paper defaults unless marked: Adam 1e-3 / wd 1e-4, batch 32, sigma 2, score threshold 0.1,
-    inconsistency threshold 0.6 with re-weighting, 2 Cut-Occlude patches, hard affine scale
-    N(1, 0.25) in [0.75, 1.25] and rotation N(0, 30) within +-60 degrees with probability 0.8,
-    labelled augmentation rotation 30 / scale 0.25.
+    Defaults of the released code (its COCO configs) unless marked: Adam 1e-3 / wd 1e-4, batch 32, sigma 2,
+    score threshold 0.1, inconsistency threshold 0.6 with re-weighting (the abstract's outlier removal;
+    every released config switches it off, on here), 2 Cut-Occlude patches, hard affine scale N(1, 0.25) in
+    [0.75, 1.25] and rotation N(0, 30) within +-60 degrees with probability 0.8, labelled augmentation
+    rotation 30 / scale 0.25.
 
     Attributes:
         method: ``"sspcm"`` (three networks, unlabelled data) or ``"supervised"`` (one network,
