@@ -11,15 +11,10 @@ Timing: each variant is one ``align_many`` call in a fresh Python process on an 
 stage run pays it (imports are not timed; pool or cluster start-up and shut-down are). Variants run
 interleaved, best of ``--repeats``.
 * processes: ``runner="processes"``, 2 workers (the default runner).
-* dask: ``runner="dask"``, local cluster of 2 workers, ``PREFECT_API_URL`` unset: Prefect starts a
-  temporary server for the run, as ``dvc repro align`` does in a plain shell. Its database lives in
-  this bench's temporary ``PREFECT_HOME``, created by an untimed run first (a workspace's
-  ``.faceops/prefect`` has one after its first run too).
-* dask, server running: the same with ``PREFECT_API_URL`` pointing at a Prefect server this bench
-  started beforehand (a lab server, or ``faceops serve``'s): the cost without the server start.
+* dask: ``runner="dask"``, a temporary local cluster of 2 workers (plain dask.distributed).
 The fixed cost is estimated from a run of 8 photos per variant (start-up and shut-down, ~no work).
 
-Goal: dask (temporary server) at most 1.5x the wall time of processes. Exit 1 otherwise, or if any
+Goal: dask at most 1.5x the wall time of processes. Exit 1 otherwise, or if any
 variant's results differ (JPEG bytes, landmarks, reasons, order).
 """
 
@@ -29,14 +24,9 @@ import argparse
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from _env import environment
@@ -47,11 +37,7 @@ from faceops.align import align_many
 RESULTS = Path(__file__).resolve().parent / "results" / "align_dask.json"
 SLOWDOWN_GOAL = 1.5
 WORKERS = 2
-VARIANTS = {
-    "processes": "processes, 2 workers",
-    "dask": "dask, 2 workers, temporary Prefect server",
-    "dask_server": "dask, 2 workers, Prefect server running",
-}
+VARIANTS = {"processes": "processes, 2 workers", "dask": "dask, local cluster of 2 workers"}
 
 
 def time_once(jobs_file: Path, cache: Path, runner: str) -> int:
@@ -76,36 +62,6 @@ def run_variant(variant: str, jobs_file: Path, cache: Path, env: dict[str, str])
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def prefect_server(env: dict[str, str]) -> Iterator[str]:
-    """A ``prefect server start`` on 127.0.0.1 for the duration; yields its API URL."""
-    port = _free_port()
-    command = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
-               "--port", str(port)]  # fmt: skip
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    api = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{api}/health", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"prefect server did not start (exit code {server.poll()})") from None
-                time.sleep(0.5)
-        yield api
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000)
@@ -127,21 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         jobs = make_photos(tmp / "photos", n, args.seed, args.min_side, args.max_side)
         save_jobs(jobs, tmp / "jobs.json")
         save_jobs(jobs[:8], tmp / "few.json")
-        base = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
-        base.update(PREFECT_HOME=str(tmp / "prefect_home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                    DO_NOT_TRACK="1", PREFECT_LOGGING_LEVEL="WARNING")  # fmt: skip
-        run_variant("dask", tmp / "few.json", tmp / "cache_setup", base)  # creates the Prefect database, untimed
+        env = dict(os.environ)
         load_start = os.getloadavg()
         runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
         fixed: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        with prefect_server(base) as api:
-            envs = {"processes": base, "dask": base, "dask_server": {**base, "PREFECT_API_URL": api}}
-            for rep in range(args.repeats):
-                os.sync()  # flush the photos and earlier caches, as bench/align.py does
-                for variant, env in envs.items():
-                    runs[variant].append(run_variant(variant, tmp / "jobs.json", tmp / f"all_{variant}_{rep}", env))
-                    few = run_variant(variant, tmp / "few.json", tmp / f"few_{variant}_{rep}", env)
-                    fixed[variant].append(few["seconds"])
+        for rep in range(args.repeats):
+            os.sync()  # flush the photos and earlier caches, as bench/align.py does
+            for variant in VARIANTS:
+                runs[variant].append(run_variant(variant, tmp / "jobs.json", tmp / f"all_{variant}_{rep}", env))
+                few = run_variant(variant, tmp / "few.json", tmp / f"few_{variant}_{rep}", env)
+                fixed[variant].append(few["seconds"])
         load_end = os.getloadavg()
 
     best = {v: min(r["seconds"] for r in rs) for v, rs in runs.items()}
@@ -164,12 +115,12 @@ def main(argv: list[str] | None = None) -> int:
               "runs": runs, "seconds_8_photos_all": fixed, "dask_over_processes": slowdown,
               "goal": f"dask/processes <= {SLOWDOWN_GOAL}", "met": met, "identical_results": len(digests) == 1,
               "load_average_start_end": [load_start[0], load_end[0]],
-              "environment": environment("cv2", "numpy", "prefect", "prefect_dask", "distributed")}  # fmt: skip
+              "environment": environment("cv2", "numpy", "distributed")}  # fmt: skip
     RESULTS.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     verdict = "goal met" if met else f"NOT MET (goal dask/processes <= {SLOWDOWN_GOAL})"
     print(f"SUMMARY align_dask: processes {n / best['processes']:.0f} images/s, dask {n / best['dask']:.0f} "
-          f"images/s ({slowdown:.2f}x the time; {best['dask_server'] / best['processes']:.2f}x with a Prefect "
-          f"server running; fixed cost ~{best_fixed['dask']:.0f} s vs {best_fixed['processes']:.1f} s) -> {verdict}")
+          f"images/s ({slowdown:.2f}x the time; fixed cost ~{best_fixed['dask']:.1f} s vs "
+          f"{best_fixed['processes']:.1f} s) -> {verdict}")
     return 0 if met else 1
 
 

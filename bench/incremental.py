@@ -55,7 +55,7 @@ from typing import Any
 import yaml
 from _env import environment
 
-from faceops.config import Params
+from faceops.config.params import Params
 from faceops.sample import generate_sample
 from flows.inbox import FileSig
 from flows.sources import add_files_to_source

@@ -18,7 +18,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from faceops.config import ParamsError, SourceSpec, load_params, parse_params
+from faceops.config.core import ParamsError
+from faceops.config.ingest import SourceSpec
+from faceops.config.params import load_params, parse_params
 from faceops.io.layout import SUMMARY_MD
 from flows import cli_versions
 from flows.prefect_server import ServerError, prefect_server
@@ -29,8 +31,8 @@ from flows.workspace import (
     configure_environment,
     find_root,
     plan_run,
-    served_api_url,
     recover,
+    served_api_url,
     workspace_lock,
 )
 
@@ -126,6 +128,32 @@ def status(root: RootOption = None) -> None:
     console.print(table)
     if not plan.stale:
         console.print("Everything is up to date.")
+
+
+@app.command()
+def deps(
+    write: Annotated[bool, typer.Option("--write", help="rewrite the code entries of dvc.yaml's deps")] = False,
+    root: RootOption = None,
+) -> None:
+    """Check that every stage's dvc.yaml deps list all the code it can import (exit 1 naming the gaps).
+
+    With --write, the code entries of every stage's deps are regenerated from its imports (data deps,
+    params and outputs stay as written).
+    """
+    from flows.codedeps import missing_code_deps, write_code_deps
+
+    workspace = _workspace(root)
+    if write:
+        changed = write_code_deps(workspace)
+        console.print(f"dvc.yaml: code deps rewritten for {', '.join(changed)}" if changed else "dvc.yaml: up to date")
+        return
+    gaps = missing_code_deps(workspace)
+    for stage, files in gaps.items():
+        console.print(f"[red]{stage}[/red] imports files its deps do not list: {', '.join(files)}")
+    if gaps:
+        console.print("run `faceops deps --write` to regenerate the code deps of dvc.yaml")
+        raise typer.Exit(1)
+    console.print("every stage's deps cover the code it can import")
 
 
 def _describe(reason: object) -> str:

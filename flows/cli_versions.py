@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from faceops.config import ParamsError, load_params
+from faceops.config.core import ParamsError
+from faceops.config.params import load_params
 from flows.checkout import checkout_version
 from flows.gitrepo import VersionError
 from flows.history import list_versions

@@ -32,7 +32,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from faceops.config import Params, PipelineParams, load_params
+from faceops.config.params import Params, load_params
+from faceops.config.pipeline import PipelineParams
 from flows.inbox import settled_files, snapshot
 from flows.pipeline import dvc_stage, pipeline
 from flows.promotion import promote_if_better, train_from_promoted

@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE as NO_CACHE
 
-from faceops.config import load_params
+from faceops.config.params import load_params
 from flows.workspace import StageFailed, collect_metrics, plan_run, run_stage, stage_order
 
 

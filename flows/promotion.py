@@ -20,7 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from faceops.config import PromotionParams, parse_params
+from faceops.config.ops import PromotionParams
+from faceops.config.params import parse_params
 from flows.gitrepo import VersionError, git_identity_env, head_commit, run_git, tags_by_commit
 from flows.history import METRICS_FILE, read_metrics
 from flows.runlog import in_prefect_run, run_logger

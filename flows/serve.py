@@ -40,7 +40,7 @@ import zoneinfo
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from faceops.config import Params
+from faceops.config.params import Params
 from faceops.io.atomic import atomic_write_text
 from flows.inbox import Snapshot, watch_inbox
 from flows.prefect_server import ServerError, prefect_server

@@ -28,7 +28,9 @@ from pathlib import Path
 
 import yaml
 
-from faceops.config import SOURCE_NAME_PATTERN, ParamsError, parse_params
+from faceops.config import SOURCE_NAME_PATTERN
+from faceops.config.core import ParamsError
+from faceops.config.params import parse_params
 from faceops.io.atomic import atomic_directory
 from faceops.io.digest import sha256_file
 from faceops.io.layout import COCO_ANNOTATIONS, LABELS_CSV

@@ -123,7 +123,8 @@ def _subject(number: int, reason: str, outs: list[_OutChange], metric: str | Non
 
 def _default_metric(root: Path) -> str | None:
     """The promotion metric from params.yaml (history and commit subjects lead with it)."""
-    from faceops.config import ParamsError, load_params
+    from faceops.config.core import ParamsError
+    from faceops.config.params import load_params
 
     try:
         return load_params(root / "params.yaml").ops.promotion.metric

@@ -13,20 +13,15 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from faceops.config import Params, ParamsError, load_params
-from faceops.processes import hold_shared_lock
+from faceops.config.core import ParamsError, Section, load_sections
 from faceops.io.atomic import atomic_write_text
+from faceops.processes import hold_shared_lock
+from faceops.runtime import decisive_versions
 
 console = Console(stderr=True)
 
@@ -56,10 +51,14 @@ def parse_args(
     return parser.parse_args(argv)
 
 
-def params_or_exit(path: Path) -> Params:
-    """Load and validate params; an invalid file ends the stage with the message naming the key."""
+def params_or_exit(path: Path, **sections: type[Section]) -> Any:
+    """Load and validate the stage's ``sections`` of params (``align=AlignParams``); an invalid one ends
+    the stage with the message naming the key.
+
+    A stage names only the sections it reads, so it imports (and dvc.yaml lists) only their modules.
+    """
     try:
-        return load_params(path)
+        return load_sections(path, **sections)
     except (ParamsError, FileNotFoundError) as err:
         console.print(f"[red]{err}[/red]")
         sys.exit(2)
@@ -95,8 +94,14 @@ def progress_bar(description: str, total: int, unit: str = "files") -> Iterator[
 
 
 def write_metrics(path: Path, metrics: dict) -> None:
-    """Write a flat metrics JSON atomically (sorted keys: stable bytes, clean ``dvc metrics diff``)."""
+    """Write a flat metrics JSON atomically (sorted keys: stable bytes, clean ``dvc metrics diff``).
+
+    Every stage's metrics also record the versions that decide output bytes (``env/opencv``,
+    ``env/libjpeg_turbo``, ``env/numpy``, ``env/torch``, ...: :func:`faceops.runtime.decisive_versions`),
+    so a changed output hash in dvc.lock can be traced to a library upgrade.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    metrics = {**metrics, **{f"env/{name}": value for name, value in decisive_versions().items()}}
     atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 

@@ -17,9 +17,7 @@ function that computes (tests/test_incremental.py checks that a restore never im
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import importlib.util
 import os
 import shutil
 import sys
@@ -30,6 +28,7 @@ from faceops.io.atomic import atomic_directory, atomic_write_bytes
 from faceops.io.digest import run_fingerprint, sha256_file
 from faceops.io.layout import SHARD_INDEX
 from faceops.io.shards import read_index, split_urls
+from faceops.runtime import torch_version  # noqa: F401  (re-exported: stages._training, tests)
 from stages._common import console
 
 #: Finished runs kept per stage in the cache (least recently used go first).
@@ -38,23 +37,6 @@ KEEP_FINISHED = 4
 #: Device files of the GPU drivers torch can use on Linux (NVIDIA, AMD ROCm, WSL's GPU bridge). Where
 #: none exists, ``torch.cuda.is_available()`` is False, so ``device_type`` need not import torch.
 _GPU_DEVICE_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
-
-
-@functools.cache
-def torch_version() -> str:
-    """``torch.__version__`` (build tag included, e.g. ``2.14.1+cu130``) without importing torch.
-
-    Read from torch's generated ``torch/version.py`` (plain assignments), loaded on its own.
-    """
-    spec = importlib.util.find_spec("torch")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("torch is not installed; faceops' stages need it")
-    path = Path(next(iter(spec.submodule_search_locations))) / "version.py"
-    version_spec = importlib.util.spec_from_file_location("_faceops_torch_version", path)
-    assert version_spec is not None and version_spec.loader is not None
-    module = importlib.util.module_from_spec(version_spec)
-    version_spec.loader.exec_module(module)
-    return str(module.__version__)
 
 
 def device_type() -> str:
@@ -70,22 +52,30 @@ def device_type() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def code_digest(modules: tuple[str, ...]) -> str:
-    """sha256 over the source files of ``modules`` (a package counts with every ``.py`` file below it).
+#: The repository this module belongs to: its dvc.yaml lists the code each stage runs.
+_REPO = Path(__file__).resolve().parents[1]
+#: Top-level folders of a dvc.yaml dep that is code (everything else a stage lists is data).
+_CODE_ROOTS = ("stages", "src")
 
-    Why: a cached run must not outlive a change to the code that trained it (DVC re-runs the stage
-    then, and the stage has to train again, not hand back the old model).
+
+def code_digest(stage: str) -> str:
+    """sha256 over the code files that dvc.yaml's ``deps`` of ``stage`` list (a folder: every .py below it).
+
+    Why from dvc.yaml: a cached run must not outlive a change to the code that made it, and dvc.yaml's
+    deps are already the one list of that code (derived from the stage's imports and checked by a test:
+    ``flows.codedeps``), so the cache reads the same list instead of keeping a second one by hand.
     """
+    import yaml
+
+    spec = yaml.safe_load((_REPO / "dvc.yaml").read_text())["stages"].get(stage)
+    if spec is None:
+        raise KeyError(f"dvc.yaml in {_REPO} has no stage {stage!r}")
     digest = hashlib.sha256()
-    for name in modules:
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            raise ModuleNotFoundError(f"cannot find module {name!r} to fingerprint the code a stage runs")
-        origin = Path(spec.origin)
-        files = sorted(origin.parent.rglob("*.py")) if spec.submodule_search_locations else [origin]
-        for path in files:
-            digest.update(f"{name}:{path.relative_to(origin.parent).as_posix()}".encode())
-            digest.update(sha256_file(path).encode())
+    for dep in sorted(d for d in spec.get("deps", []) if isinstance(d, str) and d.split("/", 1)[0] in _CODE_ROOTS):
+        path = _REPO / dep
+        files = sorted(p for p in path.rglob("*.py") if "__pycache__" not in p.parts) if path.is_dir() else [path]
+        for file in files:
+            digest.update(f"{file.relative_to(_REPO).as_posix()}:{sha256_file(file)}".encode())
     return digest.hexdigest()
 
 
@@ -154,12 +144,12 @@ def split_digests(shards: Path, source: str, splits: Sequence[str]) -> dict[str,
 
 def reuse_or_run(
     stage: str, cache: Path | None, parts: Sequence[object], outputs: Mapping[str, Path], run: Callable[[], None],
-    *, modules: Sequence[str] = (), device: str = "cpu",
+    *, device: str = "cpu",
 ) -> bool:  # fmt: skip
     """Run ``run`` (which writes ``outputs``) unless a finished run with the same fingerprint is cached.
 
     The fingerprint covers ``parts`` (params, seed, data digests: what decides the outputs), the
-    source of ``modules``, the device type it computes on (``device``: :func:`device_type` for a stage
+    stage's code (:func:`code_digest`), the device type it computes on (``device``: :func:`device_type` for a stage
     that uses a GPU when there is one) and torch's version. Without ``cache`` it just runs.
 
     Returns:
@@ -168,7 +158,7 @@ def reuse_or_run(
     if cache is None:
         run()
         return False
-    entry = cache / run_fingerprint(stage, *parts, code_digest(tuple(modules)), device, torch_version())
+    entry = cache / run_fingerprint(stage, *parts, code_digest(stage), device, torch_version())
     if is_finished(entry, outputs):
         restore_finished(entry, outputs)
         console.print(f"{stage}: same inputs as the finished run {entry.name}: restored its outputs from {entry}")

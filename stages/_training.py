@@ -9,7 +9,7 @@ not read or a split it does not train on. So a finished run's exported files are
 byte for byte instead of training again. The fingerprint covers everything that decides the result:
 the params section, the seed, the world size, the device type and torch version, the init weights,
 the bytes of every train shard the run reads (names and content, not only ``index.json``) and the
-source of the code that trains (the library packages and stage modules this stage lists in dvc.yaml).
+source of the code that trains (the files this stage's dvc.yaml deps list: ``stages._finished.code_digest``).
 The most recently used ``stages._finished.KEEP_FINISHED`` runs are kept per stage; to train a run again anyway
 (``faceops run --force`` re-runs the stage, which then finds its finished run), delete its folder.
 
@@ -21,28 +21,31 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
-
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from faceops.config import PretrainParams, TrainParams
+from faceops.config.pretrain import PretrainParams
+from faceops.config.train import TrainParams
 from faceops.io.atomic import atomic_directory
 from faceops.io.digest import run_fingerprint
 from faceops.io.layout import MODEL_FILE, RESUME_FILE
 from faceops.io.shards import split_urls
 from stages._common import console, progress_bar, write_metrics
-from stages._finished import code_digest, device_type, is_finished, prune_finished, restore_finished, shard_digests
-from stages._finished import store_finished, torch_version
+from stages._finished import (
+    code_digest,
+    device_type,
+    is_finished,
+    prune_finished,
+    restore_finished,
+    shard_digests,
+    store_finished,
+    torch_version,
+)
 
 if TYPE_CHECKING:
     from faceops.train import DistInfo
-
-#: What a training stage's result depends on in code: the modules dvc.yaml lists as its deps.
-CODE_MODULES = ("faceops.train", "faceops.models", "faceops.losses", "faceops.data", "faceops.io",
-                "faceops.labels", "stages._training", "stages._common")  # fmt: skip
-
 
 def open_live(path: Path):
     """A dvclive logger writing ``path/plots/metrics/...`` and ``path/metrics.json`` (no dvc.yaml, no exp).
@@ -73,13 +76,13 @@ def open_live(path: Path):
 
 def training_fingerprint(
     stage: str, cfg: PretrainParams | TrainParams, *, seed: int, world_size: int, device: str,
-    shards: Path, init_id: bytes, modules: tuple[str, ...],
+    shards: Path, init_id: bytes,
 ) -> str:  # fmt: skip
     """The fingerprint of a run (resume folder and finished-run cache key); ``device`` is its type
     (``"cpu"``, ``"cuda"``); see the module docstring."""
     data = {s.name: shard_digests(split_urls(shards / s.name, "train")) for s in cfg.sources}
     return run_fingerprint(stage, cfg.model_dump(mode="json"), seed, world_size, device, torch_version(),
-                           code_digest(modules), data, init_id)  # fmt: skip
+                           code_digest(stage), data, init_id)  # fmt: skip
 
 
 def _single_process(env: Mapping[str, str]) -> bool:
@@ -131,7 +134,6 @@ def run_training(
     """
     outputs = {"out": out, "metrics.json": metrics, "live": live}
     about_run = {"stage": stage, "cfg": cfg, "seed": seed, "shards": shards,
-                 "modules": (*CODE_MODULES, f"stages.{stage}"),
                  "init_id": init_file.read_bytes() if init_file is not None else b""}  # fmt: skip
     if cache is not None and _single_process(os.environ):
         entry = cache / training_fingerprint(**about_run, world_size=1, device=device_type())

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from faceops.align import AlignJob, align_many
+from faceops.config.align import AlignParams
+from faceops.config.base import BaseParams
+from faceops.config.ingest import IngestParams
 from faceops.io.atomic import atomic_directory, atomic_write_bytes
 from faceops.io.jsonl import read_jsonl, write_jsonl
 from faceops.io.layout import FACES_DIR, MANIFEST, QUARANTINE
@@ -37,7 +40,7 @@ def _job(row: dict, raw, landmarks: np.ndarray | None) -> AlignJob:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__, ["raw", "interim", "keypoints", "cache", "out", "metrics"], argv)
-    params = params_or_exit(args.params)
+    params = params_or_exit(args.params, base=BaseParams, ingest=IngestParams, align=AlignParams)
     cfg = params.align
     rows = list(read_jsonl(args.interim / MANIFEST))
     pseudo = {r["id"]: r for r in read_jsonl(args.keypoints / MANIFEST)

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceops.config import ClusterParams, Params
+from faceops.config.base import BaseParams
+from faceops.config.cluster import ClusterParams
+from faceops.config.shard import ShardParams
 from faceops.data.relabel import write_relabelled_shards
 from faceops.data.split import identity_unit
 from faceops.io.atomic import atomic_directory
@@ -36,7 +38,6 @@ GCN_FILE = "gcn.pt"
 PROPAGATION_FILE = "propagation.json"
 PSEUDO_LABELS = "pseudo_labels.jsonl"
 CALIBRATION_SALT = "cluster-calibration"
-CODE_MODULES = ("faceops.cluster", "faceops.data", "faceops.io", "stages.cluster", "stages._common")
 
 
 def _calibration_mask(identities: Sequence[str], share: float) -> np.ndarray | None:
@@ -52,7 +53,9 @@ def _fit_gcn(vectors: np.ndarray, labels: np.ndarray, held: np.ndarray | None, c
     """The linkage GCN (trained on the rows not ``held``) and its propagation settings: chosen on the
     ``held`` rows (``tune_gcn_links``: edge-score merge, min_score, max_size, split step), or ``cfg``'s
     (mean merge, step 0.6) when there are none."""
-    from faceops.cluster import train_linkage_gcn  # torch: only when computing (stages._finished)
+    from faceops.cluster import (
+        train_linkage_gcn,  # torch: only when computing (stages._finished)
+    )
     from faceops.cluster.select import PROPAGATION_GRID, tune_gcn_links
 
     gcn_args = {"k1": k1, "k2": min(cfg.k2, k1), "u": min(cfg.u, k1), "epochs": cfg.epochs, "seed": seed}
@@ -68,18 +71,17 @@ def _fit_gcn(vectors: np.ndarray, labels: np.ndarray, held: np.ndarray | None, c
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__, ["embeddings", "shards", "out", "model-out", "metrics"], argv, path_lists=["cache"])
-    params = params_or_exit(args.params)
+    params = params_or_exit(args.params, base=BaseParams, cluster=ClusterParams, shard=ShardParams)
     cfg = params.cluster
     sets = {f"{ref.source}/{ref.split}.{ext}": sha256_file(args.embeddings / ref.source / f"{ref.split}.{ext}")
             for ref in (cfg.train_on, cfg.target) for ext in ("npy", "jsonl")}  # fmt: skip
     parts = [cfg.model_dump(mode="json"), params.base.seed, params.shard.maxcount, sets,
              split_digests(args.shards, cfg.target.source, [cfg.target.split])]  # fmt: skip
     outputs = {"out": args.out, "model": args.model_out, "metrics.json": args.metrics}
-    reuse_or_run("cluster", cache_folder(args.cache), parts, outputs, lambda: _run(args, params),
-                 modules=CODE_MODULES)  # fmt: skip
+    reuse_or_run("cluster", cache_folder(args.cache), parts, outputs, lambda: _run(args, params))  # fmt: skip
 
 
-def _run(args: Any, params: Params) -> None:
+def _run(args: Any, params: Any) -> None:
     """Train the GCN, cluster the target, write pseudo-labels, shards, model and metrics."""
     import torch  # only when computing: a restore never imports torch (stages._finished)
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from faceops.config import EmbedParams
+from faceops.config.embed import EmbedParams
 from faceops.io.atomic import atomic_directory
 from faceops.io.digest import sha256_file
 from faceops.io.embeddings import EmbeddingSet, write_embeddings
@@ -30,34 +30,31 @@ from faceops.io.shards import read_index, split_urls
 from stages._common import params_or_exit, parse_args, print_counts, progress_bar, write_metrics
 from stages._finished import cache_folder, device_type, reuse_or_run, split_digests
 
-CODE_MODULES = ("faceops.eval", "faceops.train", "faceops.models", "faceops.data", "faceops.io", "stages.embed",
-                "stages._common")  # fmt: skip
-#: The dlib backend also depends on the template its landmarks come from.
-DLIB_CODE_MODULES = (*CODE_MODULES, "faceops.align.warp", "faceops.labels")
-
 #: Embeds one split: (its shard files, progress advance) -> the set, in any row order.
 EmbedSplit = Callable[[list[Path], Callable[[int], None]], EmbeddingSet]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__, ["model", "shards", "out", "metrics"], argv, path_lists=["cache"])
-    cfg = params_or_exit(args.params).embed
+    cfg = params_or_exit(args.params, embed=EmbedParams).embed
     reads = {source: split_digests(args.shards, source, cfg.splits) for source in cfg.sources}
     outputs = {"out": args.out, "metrics.json": args.metrics}
     on_dask = cfg.runner == "dask"
     if cfg.backend == "dlib":
-        from faceops.models.dlib_face import dlib_version, model_files  # faceops.models imports torch
+        from faceops.models.dlib_face import (  # faceops.models imports torch
+            dlib_version,
+            model_files,
+        )
 
         dlib = {"dlib": dlib_version(), **{name: sha256_file(path) for name, path in model_files().items()}}
         compute = (lambda: _on_dask(args.model, cfg)) if on_dask else (lambda: _dlib(cfg))
         reuse_or_run("embed", cache_folder(args.cache), [cfg.model_dump(mode="json"), dlib, reads], outputs,
-                     lambda: _write_sets(args, cfg, *compute()), modules=DLIB_CODE_MODULES)  # fmt: skip
+                     lambda: _write_sets(args, cfg, *compute()))  # fmt: skip
         return
     device = "cpu" if on_dask else device_type()  # Dask workers embed on their CPUs
     compute = (lambda: _on_dask(args.model, cfg)) if on_dask else (lambda: _swinface(args.model, cfg, device))
     parts = [cfg.model_dump(mode="json"), sha256_file(args.model / MODEL_FILE), reads]
-    reuse_or_run("embed", cache_folder(args.cache), parts, outputs, lambda: _write_sets(args, cfg, *compute()),
-                 modules=CODE_MODULES, device=device)  # fmt: skip
+    reuse_or_run("embed", cache_folder(args.cache), parts, outputs, lambda: _write_sets(args, cfg, *compute()), device=device)  # fmt: skip
 
 
 def _swinface(model_dir: Path, cfg: EmbedParams, device: str) -> tuple[str, EmbedSplit]:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from faceops.config import Params
+from faceops.config.base import BaseParams
+from faceops.config.evaluate import EvaluateParams
 from faceops.io.atomic import atomic_directory, atomic_write_text
 from faceops.io.digest import sha256_file
 from faceops.io.layout import MODEL_FILE
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
     import torch
 
 
-CODE_MODULES = ("faceops.eval", "faceops.train", "faceops.models", "faceops.data", "faceops.io", "stages.evaluate",
-                "stages._common")  # fmt: skip
 
 
 def _bin_metrics(model: torch.nn.Module, path: Path, *, batch_size: int, folds: int) -> dict[str, float]:
@@ -52,7 +51,7 @@ def _bin_metrics(model: torch.nn.Module, path: Path, *, batch_size: int, folds: 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__, ["model", "shards", "verification", "metrics", "plots"], argv, path_lists=["cache"])
-    params = params_or_exit(args.params)
+    params = params_or_exit(args.params, base=BaseParams, evaluate=EvaluateParams)
     cfg = params.evaluate
     device = device_type()
     bins = {name: sha256_file(path) if (path := args.verification / f"{name}.bin").is_file() else None
@@ -60,11 +59,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     reads = {source: split_digests(args.shards, source, [cfg.split]) for source in cfg.sources}
     parts = [cfg.model_dump(mode="json"), params.base.seed, sha256_file(args.model / MODEL_FILE), reads, bins]
     outputs = {"plots": args.plots, "metrics.json": args.metrics}
-    reuse_or_run("evaluate", cache_folder(args.cache), parts, outputs, lambda: _run(args, params, device),
-                 modules=CODE_MODULES, device=device)  # fmt: skip
+    reuse_or_run("evaluate", cache_folder(args.cache), parts, outputs, lambda: _run(args, params, device), device=device)  # fmt: skip
 
 
-def _run(args: Any, params: Params, device: str) -> None:
+def _run(args: Any, params: Any, device: str) -> None:
     """Score the trained model on every source's ``evaluate.split`` and the .bin sets; write metrics and plots.
 
     torch and the model code are imported here, not at the top: a restore never needs them (stages._finished).

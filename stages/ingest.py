@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from faceops.config.ingest import IngestParams
 from faceops.ingest import scan_source
 from faceops.io.atomic import atomic_directory
 from faceops.io.jsonl import write_jsonl
@@ -14,7 +15,7 @@ from stages._common import console, params_or_exit, parse_args, print_counts, pr
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__, ["raw", "out", "metrics"], argv)
-    params = params_or_exit(args.params)
+    params = params_or_exit(args.params, ingest=IngestParams)
     cfg = params.ingest
     rows: list[dict] = []
     quarantine: list[dict] = []

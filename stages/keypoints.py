@@ -31,7 +31,9 @@ import numpy as np
 
 from faceops.align import detect_faces
 from faceops.align.crop import box_matrix, crop_matrix, from_crop, to_crop, warp_crop
-from faceops.config import KeypointsParams, Params
+from faceops.config.base import BaseParams
+from faceops.config.ingest import IngestParams
+from faceops.config.keypoints import KeypointsParams
 from faceops.data.split import identity_unit
 from faceops.io.atomic import atomic_directory
 from faceops.io.images import read_image
@@ -48,8 +50,6 @@ BODY_MODEL_FILE = "body.pt"
 HOLDOUT_SALT = "keypoints-holdout"
 BODY_BOX_SCALE = 1.25  # crop side / the person box's longer side: the whole person plus a margin
 COCO_JOINTS = 17  # OKS AP needs per-joint sigmas; the library knows COCO's 17
-#: The code whose change must retrain (the library packages and modules dvc.yaml lists as deps).
-CODE_MODULES = ("faceops.pseudo", "faceops.align", "faceops.io", "faceops.data", "stages.keypoints", "stages._common")
 
 MatrixFn = Callable[..., np.ndarray]  # (zoom=, shift=) -> [2, 3] image -> crop
 
@@ -264,7 +264,7 @@ def _manifest_rows(task: _Task, points: np.ndarray, confidence: np.ndarray) -> l
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__, ["raw", "interim", "out", "model-out", "metrics"], argv, path_lists=["cache"])
-    params = params_or_exit(args.params)
+    params = params_or_exit(args.params, base=BaseParams, ingest=IngestParams, keypoints=KeypointsParams)
     cfg = params.keypoints
     rows = [r for r in read_jsonl(args.interim / MANIFEST) if cfg.enabled and r["source"] in cfg.sources]
     # What decides the outputs: the params, the seed and the rows read (image bytes via their sha256);
@@ -273,10 +273,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     reuse_or_run("keypoints", cache_folder(args.cache),
                  [cfg.model_dump(mode="json"), params.base.seed, params.ingest.max_pixels, used],
                  {"out": args.out, "model": args.model_out, "metrics.json": args.metrics},
-                 lambda: _run(args, params, rows), modules=CODE_MODULES)  # fmt: skip
+                 lambda: _run(args, params, rows))  # fmt: skip
 
 
-def _run(args: Any, params: Params, rows: list[dict[str, Any]]) -> None:
+def _run(args: Any, params: Any, rows: list[dict[str, Any]]) -> None:
     """Crop, train, predict, score and write the stage's outputs for the selected manifest ``rows``."""
     import torch
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from faceops.config.base import BaseParams
+from faceops.config.pretrain import PretrainParams
 from faceops.io.atomic import atomic_directory
 from faceops.io.layout import MODEL_FILE
 from stages._common import console, params_or_exit, parse_args, write_metrics
@@ -22,10 +24,12 @@ SEED_OFFSET = 1_000
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__, ["shards", "out", "ckpt", "metrics", "live"], argv, path_lists=["cache"])
-    params = params_or_exit(args.params)
+    params = params_or_exit(args.params, base=BaseParams, pretrain=PretrainParams)
     cfg = params.pretrain
     if not cfg.enabled:
-        from faceops.io.checkpoint import save_checkpoint  # torch: imported only where a stage computes
+        from faceops.io.checkpoint import (
+            save_checkpoint,  # torch: imported only where a stage computes
+        )
         from faceops.train import disabled_record
 
         with atomic_directory(args.out) as staging:

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from faceops.config.report import ReportParams
 from faceops.io.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
 from faceops.io.jsonl import read_jsonl
 from faceops.io.layout import QUARANTINE, SUMMARY_JSON, SUMMARY_MD
@@ -32,7 +33,7 @@ def _flat_metrics(paths: Sequence[Path]) -> dict[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__, ["interim", "aligned", "shards", "out"], argv, path_lists=["metrics-in"])
-    params = params_or_exit(args.params)
+    params = params_or_exit(args.params, report=ReportParams)
     cfg = params.report
     quarantine: dict[str, Counter] = defaultdict(Counter)
     for q in itertools.chain(read_jsonl(args.interim / QUARANTINE), read_jsonl(args.aligned / QUARANTINE)):

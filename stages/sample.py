@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from faceops.config.base import BaseParams
+from faceops.config.sample import SampleParams
 from faceops.io.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
 from faceops.io.layout import LABELS_CSV
 from faceops.sample import generate_sample, labels_csv
@@ -12,7 +14,7 @@ from stages._common import params_or_exit, parse_args, progress_bar, write_metri
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__, ["out", "metrics"], argv)
-    params = params_or_exit(args.params)
+    params = params_or_exit(args.params, base=BaseParams, sample=SampleParams)
     cfg = params.sample
     total = cfg.identities * cfg.images_per_identity
     rows = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
+from faceops.config.shard import ShardParams
 from faceops.data.split import UNLABELED_SPLIT, assign_split
 from faceops.io.atomic import atomic_directory
 from faceops.io.jsonl import read_jsonl
@@ -15,7 +16,7 @@ from stages._common import console, params_or_exit, parse_args, progress_bar, wr
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__, ["aligned", "out", "metrics"], argv)
-    params = params_or_exit(args.params)
+    params = params_or_exit(args.params, shard=ShardParams)
     cfg = params.shard
     fractions = cfg.split.model_dump()
     by_source: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))

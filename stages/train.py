@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from faceops.config.base import BaseParams
+from faceops.config.train import TrainParams
 from faceops.io.layout import MODEL_FILE
 from stages._common import params_or_exit, parse_args
 from stages._finished import cache_folder
@@ -22,7 +24,7 @@ SEED_OFFSET = 2_000
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__, ["shards", "pretrained", "out", "ckpt", "metrics", "live"], argv, path_lists=["cache"])
-    params = params_or_exit(args.params)
+    params = params_or_exit(args.params, base=BaseParams, train=TrainParams)
     cfg = params.train
     if cfg.init == "pretrain":
         init_file = args.pretrained / MODEL_FILE

@@ -1,9 +1,8 @@
-"""Tests of align's Dask runner (``runner="dask"``, faceops.parallel): the same results as the in-process
+"""Tests of align's Dask runner (``runner="dask"``, faceops.dask_runner): the same results as the in-process
 runner, byte for byte and in order, on a temporary local cluster and on a running one reached by address;
 the setup errors that must come before any work.
 
-Everything stays on 127.0.0.1: a temporary Prefect server (Prefect's test harness, database and home in
-temporary folders) and Dask clusters that every test closes; no process a test started may outlive it.
+Everything stays on 127.0.0.1: Dask clusters that every test closes; no process a test started may outlive it.
 """
 
 from __future__ import annotations
@@ -22,11 +21,11 @@ import pytest
 
 from faceops.align import AlignJob, AlignResult, DetectorSpec, Face, align_many
 from faceops.align import detector as detector_module
-from faceops.config import AlignParams
+from faceops.config.align import AlignParams
 from faceops.labels import ARCFACE_TEMPLATE_112
-from faceops.parallel import _chunk_size, check_dask_address, dask_map
+from faceops.dask_runner import _chunk_size, check_dask_address, dask_map
 
-needs_dask = pytest.mark.skipif(find_spec("prefect_dask") is None, reason="the dask extra is not installed")
+needs_dask = pytest.mark.skipif(find_spec("distributed") is None, reason="the dask extra is not installed")
 
 
 # ---------------------------------------------------------------- a detector the Dask workers can rebuild
@@ -107,7 +106,7 @@ def _entries(cache: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(cache.glob("*/*.entry"))}
 
 
-# ---------------------------------------------------------------- fixtures: a running cluster (prefect_api: conftest.py)
+# ---------------------------------------------------------------- fixtures: a running cluster
 
 
 def _children() -> set[int]:
@@ -155,7 +154,7 @@ def running_cluster() -> Iterator[str]:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_local_cluster_gives_the_in_process_results(
-    tmp_path: Path, fake_detector: str, prefect_api: None, no_leaked_processes: None
+    tmp_path: Path, fake_detector: str, no_leaked_processes: None
 ) -> None:
     jobs = _mixed_jobs(tmp_path / "photos")
     expected = _align(jobs, tmp_path / "serial", fake_detector, workers=1)
@@ -177,7 +176,7 @@ def test_local_cluster_gives_the_in_process_results(
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_running_cluster_computes_only_what_is_new(
-    tmp_path: Path, fake_detector: str, prefect_api: None, running_cluster: str
+    tmp_path: Path, fake_detector: str, running_cluster: str
 ) -> None:
     first, new = _mixed_jobs(tmp_path / "photos"), _photos(tmp_path / "photos", 5, seed=2)
     expected = _align(first + new, tmp_path / "serial", fake_detector, workers=1)
@@ -200,7 +199,7 @@ def _double_or_fail(chunk: list[int]) -> list[int]:
 @needs_dask
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_dask_map_keeps_order_and_raises_what_a_worker_raised(prefect_api: None, running_cluster: str) -> None:
+def test_dask_map_keeps_order_and_raises_what_a_worker_raised(running_cluster: str) -> None:
     doubled = dask_map(_double_or_fail, range(12), max_chunk=2, address=running_cluster)
     assert list(doubled) == [2 * x for x in range(12)]
     assert list(dask_map(_double_or_fail, [], max_chunk=2, address=running_cluster)) == []
@@ -233,20 +232,8 @@ def test_address_without_the_dask_runner_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "cache").exists()
 
 
-@needs_dask
-def test_remote_cluster_needs_a_prefect_api_the_workers_reach(tmp_path: Path) -> None:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    jobs = _photos(tmp_path, 1, seed=0)
-    for api_url in ("", "http://127.0.0.1:4200/api"):
-        with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            with pytest.raises(ValueError, match="PREFECT_API_URL"):
-                _align(jobs, tmp_path / "cache", "mtcnn", runner="dask", dask_address="tcp://sched.example:8786")
-    assert not (tmp_path / "cache").exists()
-
-
 def test_missing_extra_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "prefect_dask", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
     jobs = _photos(tmp_path, 2, seed=0)
     with pytest.raises(ImportError, match=r"pip install -e '\.\[dask\]'"):
         _align(jobs, tmp_path / "cache", "mtcnn", runner="dask")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from faceops.config import Params, ParamsError, load_params, parse_params
+from faceops.config.core import ParamsError
+from faceops.config.params import Params, load_params, parse_params
 
 
 def test_shipped_params_are_valid(repo_root):

@@ -200,7 +200,7 @@ def test_stage_writes_sets_that_cluster_reads(tmp_path, monkeypatch, photos, emb
 
 # ---------------------------------------------------------------- embed.runner: dask (one shard per task)
 
-needs_dask = pytest.mark.skipif(importlib.util.find_spec("prefect_dask") is None,
+needs_dask = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
                                 reason="the dask extra is not installed")
 
 
@@ -232,7 +232,7 @@ def _tiny_model(folder: Path) -> Path:
 @needs_dask
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_dask_runner_gives_the_in_process_embeddings(tmp_path, photos, prefect_api):
+def test_dask_runner_gives_the_in_process_embeddings(tmp_path, photos):
     """dlib: the same bytes; the trained model: the same rows, vectors equal to float rounding (batches
     end at shard boundaries on Dask). 3 + 1 shards of 2 faces: several tasks per split."""
     _write_source(tmp_path / "shards", photos)

@@ -25,15 +25,15 @@ def test_same_parts_restore_the_first_run_byte_for_byte(tmp_path):
     calls: list[str] = []
     run, outputs = _stage(tmp_path, calls)
     cache = tmp_path / "cache"
-    assert reuse_or_run("demo", cache, [{"lr": 0.1}, "data-v1"], outputs, run) is False
+    assert reuse_or_run("cluster", cache, [{"lr": 0.1}, "data-v1"], outputs, run) is False
     first = {name: (p / "result.txt" if p.is_dir() else p).read_bytes() for name, p in outputs.items()}
     (outputs["out"] / "result.txt").unlink()
     outputs["metrics.json"].write_text("stale\n")
-    assert reuse_or_run("demo", cache, [{"lr": 0.1}, "data-v1"], outputs, run) is True
+    assert reuse_or_run("cluster", cache, [{"lr": 0.1}, "data-v1"], outputs, run) is True
     assert calls == ["run"]
     assert {name: (p / "result.txt" if p.is_dir() else p).read_bytes() for name, p in outputs.items()} == first
-    assert reuse_or_run("demo", cache, [{"lr": 0.1}, "data-v2"], outputs, run) is False  # other data: runs
-    assert reuse_or_run("demo", cache, [{"lr": 0.2}, "data-v1"], outputs, run) is False  # other params: runs
+    assert reuse_or_run("cluster", cache, [{"lr": 0.1}, "data-v2"], outputs, run) is False  # other data: runs
+    assert reuse_or_run("cluster", cache, [{"lr": 0.2}, "data-v1"], outputs, run) is False  # other params: runs
     assert calls == ["run"] * 3
 
 
@@ -41,7 +41,7 @@ def test_without_a_cache_every_call_runs(tmp_path):
     calls: list[str] = []
     run, outputs = _stage(tmp_path, calls)
     for _ in range(2):
-        assert reuse_or_run("demo", None, ["same"], outputs, run) is False
+        assert reuse_or_run("cluster", None, ["same"], outputs, run) is False
     assert calls == ["run", "run"]
 
 

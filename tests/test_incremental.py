@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import subprocess
@@ -137,20 +136,6 @@ def test_a_changed_pretrained_model_retrains_train(workspace):
     (root / "params.yaml").write_text(json.dumps(params))
     run_pretrain(root), run_train(root)
     assert trained == ["pretrain", "train"] * 2
-
-
-def test_code_digest_follows_the_source_files(tmp_path, monkeypatch):
-    package = tmp_path / "fp_probe"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "loop.py").write_text("STEP = 1\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    before = _finished.code_digest(("fp_probe",))
-    assert _finished.code_digest(("fp_probe",)) == before
-    (package / "loop.py").write_text("STEP = 2\n")
-    importlib.invalidate_caches()
-    assert _finished.code_digest(("fp_probe",)) != before
-    sys.modules.pop("fp_probe", None)
 
 
 def test_prune_keeps_the_most_recently_used_runs(tmp_path):

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 import flows.sources as sources
-from faceops.config import PipelineParams, load_params
+from faceops.config.params import load_params
+from faceops.config.pipeline import PipelineParams
 from flows.inbox import snapshot
 from flows.operations import queue_wait_seconds
 from flows.sources import SourceError, add_files_to_source, register_source

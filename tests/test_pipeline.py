@@ -85,6 +85,23 @@ def test_second_run_is_a_noop_without_prefect(workspace):
     assert "Everything is up to date" in status.stdout
 
 
+def test_a_changed_default_stales_only_the_stages_that_read_its_section(workspace):
+    """Each params section is its own module: editing keypoints' defaults leaves every other stage cached."""
+    root, _ = workspace
+    config = root / "src/faceops/config/keypoints.py"
+    original = config.read_text()
+    default = "crop_jitter: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1"
+    assert default in original
+    config.write_text(original.replace(default, default.replace("= 0.1", "= 0.2")))
+    try:
+        stale = stale_stages(root)
+        assert set(stale) == {"keypoints"}, stale
+        assert "src/faceops/config/keypoints.py" in str(stale["keypoints"])
+    finally:
+        config.write_text(original)
+    assert stale_stages(root) == {}
+
+
 def test_param_change_reruns_only_downstream(workspace):
     root, env = workspace
     params = yaml.safe_load((root / "params.yaml").read_text())

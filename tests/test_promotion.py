@@ -18,7 +18,7 @@ import yaml
 from test_versioning import V1, V2, git, make_workspace, run_pipeline  # shared test-double workspace
 from typer.testing import CliRunner
 
-from faceops.config import PromotionParams
+from faceops.config.ops import PromotionParams
 from flows import promotion, runlog
 from flows.cli_versions import register
 from flows.promotion import PromotionError, decide_promotion, promote_if_better, promoted_model, train_from_promoted

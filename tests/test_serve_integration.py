@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from faceops.config import parse_params
+from faceops.config.params import parse_params
 from faceops.sample import generate_sample
 from flows.serve import EVENT_SETTLED, ServeError, build_deployments, workspace_slug
 from flows.workspace import stale_stages

@@ -8,13 +8,13 @@ unreadable files (``decode_error``) are results but are not cached, since a file
 Bugs (an exception anywhere else) stop the run with the image id attached.
 
 Who computes the pending images (``runner``) never changes a result's bytes: ``"processes"`` uses
-``workers`` processes on this machine; ``"dask"`` sends chunks of images to a Dask cluster through a
-Prefect flow (``faceops.parallel``), so several machines that share the filesystem can split one run.
+``workers`` processes on this machine (``faceops.processes``); ``"dask"`` sends chunks of images to a Dask
+cluster (``faceops.dask_runner``), so several machines that share the filesystem can split one run.
 Either way the worker that computes an image writes its cache entry.
 
 ``max_pixels`` is not part of the key: it only decides whether an image is read at all (ingest applies
 the same limit first), and a rejected image is never cached. Temporary files that a killed run leaves
-in the cache (``.<name>.<hex>.tmp``) are never read and can be deleted at any time, like the cache.
+in the cache (``.<name>.<writer>.<random>.tmp``) are never read and can be deleted at any time, like the cache.
 """
 
 from __future__ import annotations
@@ -278,17 +278,16 @@ def _dask_chunk(settings: _Settings, build_detector: bool, tasks: list[tuple[Ali
 def _run_on_dask(
     tasks: list[tuple[AlignJob, str]], settings: _Settings, workers: int, dask_address: str | None
 ) -> Iterator[AlignResult]:
-    """Results of ``tasks`` in order, computed by a Dask cluster (``faceops.parallel.dask_map``).
+    """Results of ``tasks`` in order, computed by a Dask cluster (``faceops.dask_runner.dask_map``).
 
-    Chunks of at most 256 images: a Prefect task run on Dask costs ~0.3 s of worker CPU, about 50
-    photos' work with given landmarks (bench/align_dask.py), so even the cheapest chunks spend most of
-    their time aligning, and a worker still reports back every second or two.
+    Chunks of at most 256 images: a chunk then spends its time aligning rather than travelling, and a
+    worker still reports back every second or two.
     """
-    from faceops.parallel import dask_map
+    from faceops.dask_runner import dask_map
 
     build_detector = any(not settings.uses_given(job) for job, _ in tasks)
     compute = functools.partial(_dask_chunk, settings, build_detector)
-    yield from dask_map(compute, tasks, max_chunk=256, workers=workers, address=dask_address, name="align")
+    yield from dask_map(compute, tasks, max_chunk=256, workers=workers, address=dask_address)
 
 
 def _run_pending(
@@ -337,7 +336,7 @@ def _check_options(
     if dask_address is not None and runner != "dask":
         raise ValueError(f"dask_address is only used with runner='dask', got runner={runner!r}")
     if runner == "dask":
-        from faceops.parallel import check_dask_setup
+        from faceops.dask_runner import check_dask_setup
 
         check_dask_setup(dask_address)
 
@@ -374,8 +373,8 @@ def align_many(
         workers: processes; 1 runs in this process. Workers use one thread each and are forked from
             a ``forkserver`` (started once per process, with this module preloaded). With
             ``runner="dask"`` and no ``dask_address``: the processes of a temporary local Dask cluster.
-        runner: ``"processes"`` (above) or ``"dask"``: chunks of pending images go through a Prefect
-            flow to a Dask cluster (``faceops.parallel``; needs the ``dask`` extra). Same results.
+        runner: ``"processes"`` (above) or ``"dask"``: chunks of pending images go to a Dask cluster
+            (``faceops.dask_runner``; needs the ``dask`` extra). Same results.
         dask_address: with ``runner="dask"``, a running scheduler (``tcp://host:port``) whose workers
             see the images and ``cache_dir`` under the same paths; None starts a local cluster.
         progress: called with the number of jobs finished since its previous call (cache hits included),
@@ -386,9 +385,9 @@ def align_many(
 
     Raises:
         ValueError: an invalid option or unknown detector; with ``runner="dask"``, a malformed
-            ``dask_address`` or a remote one without a reachable ``PREFECT_API_URL`` (before any work).
+            ``dask_address`` (before any work).
         ImportError: a job needs the detector and its backend package is missing; ``runner="dask"``
-            without prefect-dask installed (before any work).
+            without dask.distributed installed (before any work).
         RuntimeError: an unexpected error while aligning an image (the message names the job).
     """
     _check_options(size, min_score, multiple_faces, jpeg_quality, max_pixels, workers, runner, dask_address)

@@ -1,11 +1,11 @@
 """Embeddings of the faces in shard files: by a trained model or by dlib's ResNet, here or on a Dask cluster.
 
 Why a module of its own: the ``embed`` stage calls these in its own process, and with ``runner: dask``
-Dask workers call them on other machines. ``faceops.parallel.dask_map`` ships functions by reference,
+Dask workers call them on other machines. ``faceops.dask_runner.dask_map`` ships functions by reference,
 so the worker side has to live in the installed library, next to the code it shares with the stage.
 
 On Dask, one task embeds one shard file (hundreds to thousands of faces: seconds to minutes of work
-against ~0.3 s of Prefect overhead per task) on the worker's CPU with one torch thread (a worker is
+against milliseconds of task overhead) on the worker's CPU with one torch thread (a worker is
 one process per core). Each worker process loads the model once and keeps it while the model file is
 unchanged. dlib's descriptor of a face does not depend on its batch, so its vectors are the same
 bytes as in one process; a trained model's batches end at shard boundaries there, so its vectors
@@ -116,7 +116,7 @@ def embed_shards_on_dask(
     urls: Sequence[Path], *, backend: Backend, batch_size: int, model_file: Path | None = None,
     workers: int = 1, address: str | None = None, progress: Callable[[int], None] | None = None,
 ) -> EmbeddingSet:  # fmt: skip
-    """Every face in ``urls`` embedded on a Dask cluster, one shard per task (``faceops.parallel.dask_map``).
+    """Every face in ``urls`` embedded on a Dask cluster, one shard per task (``faceops.dask_runner.dask_map``).
 
     Args:
         urls: shard files (at least one); every worker must read them under these paths (a shared filesystem).
@@ -128,9 +128,9 @@ def embed_shards_on_dask(
 
     Raises:
         ValueError: no ``urls``; ``backend`` is ``"swinface"`` without ``model_file``; a bad ``address``.
-        ImportError: prefect-dask (or, for dlib, dlib-bin) is missing.
+        ImportError: dask.distributed (or, for dlib, dlib-bin) is missing.
     """
-    from faceops.parallel import dask_map
+    from faceops.dask_runner import dask_map
 
     if not urls:
         raise ValueError("embed_shards_on_dask needs at least one shard file")
@@ -141,8 +141,7 @@ def embed_shards_on_dask(
     else:
         work = functools.partial(_dlib_chunk, batch_size)
     parts = []
-    for found in dask_map(work, [str(Path(u).resolve()) for u in urls], max_chunk=1, workers=workers,
-                          address=address, name="embed"):  # fmt: skip
+    for found in dask_map(work, [str(Path(u).resolve()) for u in urls], max_chunk=1, workers=workers, address=address):
         parts.append(found)
         if progress is not None:
             progress(len(found.ids))

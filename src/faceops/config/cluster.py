@@ -1,0 +1,55 @@
+"""Pseudo-identities by clustering (section ``cluster``, stage ``cluster``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from faceops.config import SOURCE_NAME_PATTERN
+from faceops.config.core import Section
+
+__all__ = ["EmbeddingRef", "ClusterParams"]
+
+
+class EmbeddingRef(Section):
+    """One embedded (source, split) pair written by ``embed``."""
+
+    source: Annotated[str, Field(pattern=SOURCE_NAME_PATTERN)]
+    split: Literal["train", "val", "test", "unlabeled"]
+
+
+class ClusterParams(Section):
+    """Pseudo-labels for an unlabeled target (stage ``cluster``), AIN's linkage-GCN recipe.
+
+    The GCN learns "same identity?" for kNN edges on ``train_on`` (a labelled embedding set) and then
+    clusters ``target``. In the demo the target is the sample's held-out test identities, clustered as
+    if unlabeled; their hidden labels only score the result (metrics), never steer it.
+    ``k1, k2, u``: the instance pivot subgraph (1-hop, 2-hop neighbours, active links); ``max_size``
+    caps a pseudo-identity; ``min_members``: smaller clusters stay out of the pseudo-label shards (a
+    one-face class teaches nothing). A baseline ``method`` chooses its free parameter (threshold,
+    distance, min cluster size) by pairwise F on ``train_on``; ``compare_baselines`` scores them all.
+    ``calibration_share`` of ``train_on``'s identities (by name hash) are kept out of GCN training and
+    choose the propagation's ``min_score``, ``max_size`` (``max_size`` then caps the candidates), split
+    step and edge-score merge (mean or max); 0 trains on all of them and uses ``min_score`` and
+    ``max_size`` as given (mean merge, step 0.6).
+    """
+
+    method: Literal["gcn", "threshold", "hdbscan", "agglomerative"] = "gcn"
+    train_on: EmbeddingRef = Field(default_factory=lambda: EmbeddingRef(source="sample", split="train"))
+    target: EmbeddingRef = Field(default_factory=lambda: EmbeddingRef(source="sample", split="test"))
+    k1: Annotated[int, Field(ge=1, le=1024)] = 10
+    k2: Annotated[int, Field(ge=1, le=1024)] = 3
+    u: Annotated[int, Field(ge=1, le=1024)] = 3
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 4
+    max_size: Annotated[int, Field(ge=2)] = 300
+    min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    min_members: Annotated[int, Field(ge=1)] = 2
+    compare_baselines: bool = True
+    calibration_share: Annotated[float, Field(ge=0.0, le=0.9)] = 0.3
+
+    @model_validator(mode="after")
+    def _hops_fit(self) -> "ClusterParams":
+        if self.k2 > self.k1 or self.u > self.k1:
+            raise ValueError(f"k2 ({self.k2}) and u ({self.u}) must be <= k1 ({self.k1})")
+        return self
