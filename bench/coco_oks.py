@@ -1,7 +1,7 @@
 """Check: COCO person keypoints read by faceops' ingest reader score OKS AP 1, falling with noise.
 
 Question: does the ``coco_keypoints`` ingest reader keep every person's keypoints exactly, and does
-the OKS AP path (``faceops.pseudo.oks_ap``, pycocotools) score them as COCO does? The annotation
+the OKS AP path (``faceops.keypoints.oks_ap``, pycocotools) score them as COCO does? The annotation
 file is the ground truth; the detections are the persons the reader returns (score 1), as read and
 with seeded Gaussian noise of 2, 5 and 10 px added to every joint. A check of the reader and the
 metric, not of a model (the sample has 4 photos).
@@ -30,7 +30,7 @@ from _env import environment
 
 from faceops.ingest import scan_source
 from faceops.io.layout import COCO_ANNOTATIONS
-from faceops.pseudo import oks_ap
+from faceops.keypoints import oks_ap
 
 RESULTS = Path(__file__).resolve().parent / "results" / "coco_oks.json"
 NOISE_PX = (0.0, 2.0, 5.0, 10.0)

@@ -38,7 +38,15 @@ import torch
 from _env import environment
 
 from faceops.align.crop import crop_matrix, to_crop, warp_crop
-from faceops.pseudo import KeypointModel, SSPCMConfig, inter_ocular, nme, pck, predict_keypoints, train_keypoint_models
+from faceops.keypoints import (
+    KeypointModel,
+    SSPCMConfig,
+    inter_ocular,
+    nme,
+    pck,
+    predict_keypoints,
+    train_keypoint_models,
+)
 from faceops.sample import generate_sample
 
 RESULTS = Path(__file__).resolve().parent / "results" / "keypoints.json"

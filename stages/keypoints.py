@@ -42,8 +42,8 @@ from faceops.io.layout import MANIFEST, QUARANTINE
 from stages._common import params_or_exit, parse_args, print_counts, progress_bar, write_metrics
 from stages._finished import cache_folder, reuse_or_run
 
-if TYPE_CHECKING:  # faceops.pseudo imports torch: the functions that compute import it (stages._finished)
-    from faceops.pseudo import SSPCMConfig
+if TYPE_CHECKING:  # faceops.keypoints imports torch: the functions that compute import it (stages._finished)
+    from faceops.keypoints import SSPCMConfig
 
 MODEL_FILE = "keypoints.pt"
 BODY_MODEL_FILE = "body.pt"
@@ -180,7 +180,7 @@ def _fit_predict(task: _Task, cfg: KeypointsParams, config: SSPCMConfig, seed: i
     Returns:
         the model record, points [N, J, 2] in image pixels (clipped to the image) and confidence [N, J].
     """
-    from faceops.pseudo import predict_keypoints, train_keypoint_models
+    from faceops.keypoints import predict_keypoints, train_keypoint_models
 
     crops = np.stack([t.crop for t in task.targets])
     train_rows = np.sort(rng.permutation(len(crops))[: cfg.max_unlabeled])
@@ -207,7 +207,7 @@ def _supervised_scores(task: _Task, cfg: KeypointsParams, config: SSPCMConfig, s
 
 def _face_scores(truth: np.ndarray, found: np.ndarray) -> dict[str, float]:
     """NME and PCK@0.1 of the inter-ocular distance; ``truth`` [H, 5, 3], ``found`` [H, 5, 2]."""
-    from faceops.pseudo import inter_ocular, nme, pck
+    from faceops.keypoints import inter_ocular, nme, pck
 
     points = truth[..., :2]
     return {"heldout/nme": nme(found, points), "heldout/pck@0.1": pck(found, points, inter_ocular(points), alpha=0.1)}
@@ -223,7 +223,7 @@ def _body_scores(truth: np.ndarray, found: np.ndarray, boxes: np.ndarray, confid
     Args:
         truth: [H, J, 3] (x, y, v); found: [H, J, 2]; boxes: [H, 4] (x, y, w, h); confidence: [H, J].
     """
-    from faceops.pseudo import oks_ap, pck
+    from faceops.keypoints import oks_ap, pck
 
     visible = truth[..., 2] > 0
     scores = {"body/heldout/pck@0.1": pck(found, truth[..., :2], boxes[:, 2:].max(axis=1), alpha=0.1, visible=visible)}
@@ -280,7 +280,7 @@ def _run(args: Any, params: Any, rows: list[dict[str, Any]]) -> None:
     """Crop, train, predict, score and write the stage's outputs for the selected manifest ``rows``."""
     import torch
 
-    from faceops.pseudo import SSPCMConfig
+    from faceops.keypoints import SSPCMConfig
 
     cfg = params.keypoints
     seed = params.base.seed

@@ -17,8 +17,8 @@ from faceops.align import AlignResult
 from faceops.align.crop import box_matrix, to_crop
 from faceops.io.jsonl import read_jsonl, write_jsonl
 from faceops.io.layout import COCO_ANNOTATIONS, LABELS_CSV, MANIFEST, QUARANTINE
+from faceops.keypoints import KeypointModel, pck
 from faceops.labels import LANDMARK_COLUMNS
-from faceops.pseudo import KeypointModel, pck
 from stages import ingest as ingest_stage
 from stages import keypoints as keypoints_stage
 

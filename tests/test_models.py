@@ -19,7 +19,7 @@ from faceops.models.tasks import (
     head_by_name,
 )
 
-TINY_MODELS = list_models("swinface_*tiny*")  # face models only: faceops.pseudo registers heatmap nets too
+TINY_MODELS = list_models("swinface_*tiny*")  # face models only: faceops.keypoints registers heatmap nets too
 
 
 def _images(batch: int, seed: int = 0) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Loose square crops around a face's points or a person's box, and the way back to image coordinates.
 
-Why: the keypoint networks (``faceops.pseudo``) see a small square window around a face (or a
+Why: the keypoint networks (``faceops.keypoints``) see a small square window around a face (or a
 person), not the whole photo. The window comes from any rough set of points (given landmarks on
 labelled faces, the detector's landmarks on unlabelled ones) or from a box (a COCO person's bbox),
 so the network learns the *precise* positions while the crop only has to be roughly right. The

@@ -21,7 +21,7 @@ class KeypointsParams(Section):
     Crops: a square ``crop_spread`` x the landmarks' mean radius around the given landmarks
     (labelled and held-out, jittered by ``crop_jitter``) or around the detector's landmarks (faces
     with none). ``max_unlabeled`` caps the unlabelled crops used for *training* (all are predicted).
-    The SSPCM settings not listed keep the library defaults (``faceops.pseudo.SSPCMConfig``).
+    The SSPCM settings not listed keep the library defaults (``faceops.keypoints.SSPCMConfig``).
     ``compare_supervised`` also trains one network on the labelled crops alone and reports its
     held-out scores as ``supervised/...`` (the baseline SSPCM has to beat; about 1/6 of the cost).
     """

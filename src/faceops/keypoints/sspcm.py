@@ -7,8 +7,8 @@ the authors' released code implements it (read at commit c292503: three networks
 pair selection, score threshold, Cut-Occlude, hard affine, losses, schedule), written anew from a
 description of it; no code copied. Our reconstruction, not the authors': the two deviations below;
 ``warmup_epochs`` that use the current teacher pair only (the released code builds no ensemble target in its
-first epoch); position-inconsistency removal switched on (:mod:`faceops.pseudo.selection`) and the paste
-axes of Cut-Occlude (:mod:`faceops.pseudo.cutocclude`); and the use on facial landmarks and COCO body joints
+first epoch); position-inconsistency removal switched on (:mod:`faceops.keypoints.selection`) and the paste
+axes of Cut-Occlude (:mod:`faceops.keypoints.cutocclude`); and the use on facial landmarks and COCO body joints
 with small networks (the paper: human body pose with ResNet/HRNet backbones).
 
 Per step: a labelled batch (random scale/rotation, targets re-encoded at the warped points) trains
@@ -52,12 +52,12 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 
+from faceops.keypoints.augment import random_affine, warp, warp_points
+from faceops.keypoints.cutocclude import cut_occlude
+from faceops.keypoints.heatmaps import decode_heatmaps, encode_heatmaps, heatmap_to_image, image_to_heatmap
+from faceops.keypoints.losses import consistency_loss, supervised_loss
+from faceops.keypoints.selection import PAIR_NAMES, outlier_weights, select_pairs
 from faceops.models import create_model
-from faceops.pseudo.augment import random_affine, warp, warp_points
-from faceops.pseudo.cutocclude import cut_occlude
-from faceops.pseudo.heatmaps import decode_heatmaps, encode_heatmaps, heatmap_to_image, image_to_heatmap
-from faceops.pseudo.losses import consistency_loss, supervised_loss
-from faceops.pseudo.selection import PAIR_NAMES, outlier_weights, select_pairs
 
 __all__ = [
     "SSPCMConfig", "FitResult", "EpochHook", "build_nets", "fit_sspcm", "fit_supervised", "predict_points",
@@ -91,7 +91,7 @@ class SSPCMConfig:
         sigma: target Gaussian sigma, heatmap pixels.
         warmup_epochs: epochs that use the current teacher pair only (no snapshot yet).
         score_threshold, inconsistency_filter, inconsistency_threshold, reweight: see
-            :func:`faceops.pseudo.selection.outlier_weights`. The filter is on by default (the
+            :func:`faceops.keypoints.selection.outlier_weights`. The filter is on by default (the
             paper's abstract; the released configs switch it off).
         target: pseudo-label form, ``"gaussian"`` (default, deviation) or ``"heatmap"`` (released code).
         consistency_weight: weight of the consistency loss against the supervised one (paper 1).
@@ -99,7 +99,7 @@ class SSPCMConfig:
             :func:`rampup_weight`; deviation, paper 0).
         hard_scale, hard_rotation, hard_prob: the students' random affine (scale sigma, rotation
             sigma in degrees, clipped at twice that, probability of being applied).
-        cut_patches, cut_half_size, cut_jitter: Cut-Occlude (see :func:`faceops.pseudo.cutocclude.cut_occlude`)
+        cut_patches, cut_half_size, cut_jitter: Cut-Occlude (see :func:`faceops.keypoints.cutocclude.cut_occlude`)
             with the half-size range and jitter as fractions of the shorter input side, so the paper's
             10..20 px and 10 px at 256x192 keep their proportion at any input size (3..7 px at 64x64).
         label_rotation, label_scale: labelled-data augmentation (degrees, scale sigma).

@@ -1,7 +1,7 @@
 """The ``keypoints`` stage's entry points: train from uint8 images, predict, save and restore.
 
 Why a separate layer: the stage deals in uint8 HWC crops and files; the training loop in
-:mod:`faceops.pseudo.sspcm` deals in normalised tensors. Here images are checked and normalised
+:mod:`faceops.keypoints.sspcm` deals in normalised tensors. Here images are checked and normalised
 (``(x / 255 - 0.5) / 0.5``, the project convention), networks are built, and the trained model
 becomes a record of tensors and plain values that loads with ``torch.load(weights_only=True)``.
 
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from faceops.pseudo.sspcm import (
+from faceops.keypoints.sspcm import (
     EpochHook,
     SSPCMConfig,
     build_nets,
@@ -47,7 +47,7 @@ class KeypointModel:
         nets: SSPCM: [NET1, NET2, NET3] (teachers, student); supervised: [net].
         config: the training config (also fixes the input size and which networks predict).
         num_joints: J.
-        history: per-epoch training figures (see :class:`faceops.pseudo.sspcm.FitResult`).
+        history: per-epoch training figures (see :class:`faceops.keypoints.sspcm.FitResult`).
     """
 
     nets: list[nn.Module]

@@ -1,4 +1,4 @@
-"""Tests for faceops.pseudo (SSPCM): heatmaps, affine consistency, pair selection, masks, Cut-Occlude, loop."""
+"""Tests for faceops.keypoints (SSPCM): heatmaps, affine consistency, pair selection, masks, Cut-Occlude, loop."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from faceops.models import create_model
-from faceops.pseudo import (
+from faceops.keypoints import (
     PAIR_NAMES,
     KeypointModel,
     SSPCMConfig,
@@ -38,6 +37,7 @@ from faceops.pseudo import (
     warp,
     warp_points,
 )
+from faceops.models import create_model
 
 
 def _maps(points: list[list[tuple[float, float]]], size: tuple[int, int] = (16, 16), amp: float = 1.0) -> torch.Tensor:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from faceops.pseudo.heatmaps import decode_heatmaps
+from faceops.keypoints.heatmaps import decode_heatmaps
 
 __all__ = ["PAIR_NAMES", "PairSelection", "select_pairs", "outlier_weights"]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
 __all__ = ["random_affine", "affine_theta", "warp", "warp_points"]
 
 

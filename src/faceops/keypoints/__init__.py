@@ -5,10 +5,10 @@ Inconsistency Pseudo Label Correction Module", CVPR 2023 (arXiv 2303.04346); cod
 The paper estimates human body pose; here the method learns five facial landmarks (and COCO body joints)
 with small networks. Only the paper's abstract was available to us: the method follows the authors' released
 code, written anew without copying it, and each place where this package departs from that code or fills a
-gap says so (:mod:`faceops.pseudo.sspcm`: pseudo-label targets, consistency ramp-up, warm-up epochs;
-:mod:`faceops.pseudo.selection`: position-inconsistency removal switched on;
-:mod:`faceops.pseudo.cutocclude`: the paste axes). The heatmap networks follow SimpleBaseline
-(:mod:`faceops.pseudo.models`).
+gap says so (:mod:`faceops.keypoints.sspcm`: pseudo-label targets, consistency ramp-up, warm-up epochs;
+:mod:`faceops.keypoints.selection`: position-inconsistency removal switched on;
+:mod:`faceops.keypoints.cutocclude`: the paste axes). The heatmap networks follow SimpleBaseline
+(:mod:`faceops.keypoints.models`).
 
 The ``keypoints`` stage uses :func:`train_keypoint_models` and :func:`predict_keypoints` (uint8
 crops in, pixel points and confidences out) and saves :meth:`KeypointModel.to_record`. The tensor
@@ -16,15 +16,15 @@ level (:func:`fit_sspcm`, :func:`fit_supervised`, :func:`predict_points`) is for
 Importing this package registers the ``sspcm_*`` heatmap networks in :mod:`faceops.models`.
 """
 
-from faceops.pseudo.api import RECORD_FORMAT, KeypointModel, predict_keypoints, train_keypoint_models
-from faceops.pseudo.augment import affine_theta, random_affine, warp, warp_points
-from faceops.pseudo.cutocclude import CutOcclude, cut_occlude
-from faceops.pseudo.heatmaps import decode_heatmaps, encode_heatmaps, heatmap_to_image, image_to_heatmap
-from faceops.pseudo.losses import consistency_loss, joints_mse, supervised_loss
-from faceops.pseudo.metrics import COCO_OKS_STATS, inter_ocular, nme, oks_ap, pck
-from faceops.pseudo.models import HeatmapNet
-from faceops.pseudo.selection import PAIR_NAMES, PairSelection, outlier_weights, select_pairs
-from faceops.pseudo.sspcm import (
+from faceops.keypoints.api import RECORD_FORMAT, KeypointModel, predict_keypoints, train_keypoint_models
+from faceops.keypoints.augment import affine_theta, random_affine, warp, warp_points
+from faceops.keypoints.cutocclude import CutOcclude, cut_occlude
+from faceops.keypoints.heatmaps import decode_heatmaps, encode_heatmaps, heatmap_to_image, image_to_heatmap
+from faceops.keypoints.losses import consistency_loss, joints_mse, supervised_loss
+from faceops.keypoints.metrics import COCO_OKS_STATS, inter_ocular, nme, oks_ap, pck
+from faceops.keypoints.models import HeatmapNet
+from faceops.keypoints.selection import PAIR_NAMES, PairSelection, outlier_weights, select_pairs
+from faceops.keypoints.sspcm import (
     FitResult,
     SSPCMConfig,
     build_nets,
