@@ -1,7 +1,7 @@
 """Benchmark: the CUDA paths (bf16 training of full-size SwinFace, bf16 embeddings) on a lent GPU.
 
 Questions:
-1. Full-size ``swinface_t`` (67.4 M parameters, 42 heads + CosFace over ``--classes`` identities):
+1. Full-size ``swinface_swin_t`` (67.4 M parameters, 42 heads + CosFace over ``--classes`` identities):
    training step throughput and peak memory at batch ``--batch`` with bf16 autocast vs fp32 (the
    baseline, same run, same data). Goal: bf16 trains (finite, falling loss on a fixed batch) and is
    faster than fp32.
@@ -117,15 +117,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 baseline means real fp32
     rows = [train_steps(m, batch=args.batch, classes=args.classes, steps=args.steps, precision=p, seed=args.seed)
-            for m in ("swinface_t", "swinface_tiny") for p in ("fp32", "bf16")]  # fmt: skip
+            for m in ("swinface_swin_t", "swinface_cpu") for p in ("fp32", "bf16")]  # fmt: skip
     print(f"{'model':<14} {'prec':<5} {'img/s':>8} {'ms/step':>8} {'peak GiB':>9} {'loss first->last':>18}")
     for r in rows:
         print(f"{r['model']:<14} {r['precision']:<5} {r['images_per_s']:>8} {r['ms_per_step']:>8} "
               f"{r['peak_mem_gib']:>9} {r['loss_first']:>8} -> {r['loss_last']:<8}")  # fmt: skip
-    agree = [embedding_agreement(m, 512, args.seed) for m in ("swinface_t", "swinface_tiny")]
+    agree = [embedding_agreement(m, 512, args.seed) for m in ("swinface_swin_t", "swinface_cpu")]
     for a in agree:
         print(f"embeddings {a['model']}: CPU fp32 vs CUDA bf16 cosine mean {a['mean_cos']}, min {a['min_cos']}")
-    full = {r["precision"]: r for r in rows if r["model"] == "swinface_t"}
+    full = {r["precision"]: r for r in rows if r["model"] == "swinface_swin_t"}
     speedup = full["bf16"]["images_per_s"] / full["fp32"]["images_per_s"]
     trains = all(r["finite"] and r["loss_last"] < r["loss_first"] for r in rows)
     agrees = all(a["mean_cos"] >= 0.99 for a in agree)
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     env = environment("torch", "timm", device=torch.cuda.get_device_name(0))
     RESULTS.write_text(json.dumps({"environment": env, "args": vars(args), "train": rows, "embeddings": agree,
                                    "bf16_speedup": round(speedup, 2), "ok": ok}, indent=2) + "\n")  # fmt: skip
-    print(f"SUMMARY gpu: swinface_t bf16 {full['bf16']['images_per_s']} img/s = {speedup:.2f}x fp32, "
+    print(f"SUMMARY gpu: swinface_swin_t bf16 {full['bf16']['images_per_s']} img/s = {speedup:.2f}x fp32, "
           f"peak {full['bf16']['peak_mem_gib']} GiB at batch {args.batch}; loss falls: {trains}; "
           f"embedding cosine >= 0.99: {agrees} -> {'MET' if ok else 'NOT MET'}")  # fmt: skip
     return 0 if ok else 1

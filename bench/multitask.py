@@ -121,8 +121,8 @@ def main() -> int:
         root = Path(tmp)
         shards = build_shards(root, args.identities, args.images, args.seed)
         trivial = trivial_baseline(shards)
-        multi, t_multi = run_variant(root, shards, "multitask", "swinface_tiny", args.steps, args.seed)
-        rec, t_rec = run_variant(root, shards, "recognition", "swinface_tiny_rec", args.steps, args.seed)
+        multi, t_multi = run_variant(root, shards, "multitask", "swinface_cpu", args.steps, args.seed)
+        rec, t_rec = run_variant(root, shards, "recognition", "swinface_cpu_rec", args.steps, args.seed)
     rows = ["verif/acc", "verif/auc", "verif/tar@far=1e-2", "expr/acc", "gender/acc", "attr/mean_acc", "age/mae",
             "age/eps", "group/mean", "group/ser"]  # fmt: skip
     print(f"{'metric':<22}{'multi-task':>12}{'recognition-only':>18}{'trivial':>10}")

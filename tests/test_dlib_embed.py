@@ -213,7 +213,7 @@ def _embed_argv(tmp_path: Path, name: str, section: dict, model: Path) -> list[s
 
 
 def _tiny_model(folder: Path) -> Path:
-    """An untrained ``swinface_tiny`` exported as the train stage would (weights from a fixed seed)."""
+    """An untrained ``swinface_cpu`` exported as the train stage would (weights from a fixed seed)."""
     import torch
 
     from faceops.io.checkpoint import save_checkpoint
@@ -221,8 +221,8 @@ def _tiny_model(folder: Path) -> Path:
     from faceops.train import model_record
 
     torch.manual_seed(0)
-    model = create_model("swinface_tiny", mlff_width=16).eval()
-    record = model_record(model, "swinface_tiny", {"mlff_width": 16}, identities=["a", "b"], step=1, params={},
+    model = create_model("swinface_cpu", mlff_width=16).eval()
+    record = model_record(model, "swinface_cpu", {"mlff_width": 16}, identities=["a", "b"], step=1, params={},
                           init="scratch")  # fmt: skip
     save_checkpoint(folder / "model.pt", record, kind="model")
     return folder

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from faceops.labels import CELEBA_ATTRIBUTES, EXPRESSIONS
 from faceops.losses import MarginSoftmax
-from faceops.models import _registry, create_model, list_models, param_groups, register_model
+from faceops.models import _registry, create_model, current_model_name, list_models, param_groups, register_model
 from faceops.models.swinface import ChannelGate, MultiLevelFusion, SwinFace, split_widths
 from faceops.models.tasks import (
     ANALYSIS_HEADS,
@@ -19,7 +19,7 @@ from faceops.models.tasks import (
     head_by_name,
 )
 
-TINY_MODELS = list_models("swinface_*tiny*")  # face models only: faceops.keypoints registers heatmap nets too
+CPU_MODELS = list_models("swinface_cpu*")  # face models only: faceops.keypoints registers heatmap nets too
 
 
 def _images(batch: int, seed: int = 0) -> torch.Tensor:
@@ -29,7 +29,7 @@ def _images(batch: int, seed: int = 0) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def tiny() -> SwinFace:
     torch.manual_seed(0)
-    return create_model("swinface_tiny").eval()
+    return create_model("swinface_cpu").eval()
 
 
 # -------------------------------------------------------------------------------------------------- tasks
@@ -76,7 +76,7 @@ class TestShapes:
         assert [c.out_channels for c in fusion.convs] == [6, 12, 23, 23]
 
     def test_embedding_size_is_a_param(self):
-        model = create_model("swinface_tiny", embedding_size=128, mlff_width=32).eval()
+        model = create_model("swinface_cpu", embedding_size=128, mlff_width=32).eval()
         with torch.no_grad():
             out = model(_images(2))
         assert out[RECOGNITION].shape == (2, 128) and model.num_features == 128
@@ -85,10 +85,10 @@ class TestShapes:
     def test_full_size(self):
         """Swin-T SwinFace: pinned parameter counts, 2112-channel "all" taps, 43 outputs for a batch of 1."""
         torch.manual_seed(0)
-        model = create_model("swinface_t").eval()
+        model = create_model("swinface_swin_t").eval()
         n_params = sum(p.numel() for p in model.parameters())
         n_backbone = sum(p.numel() for p in model.backbone_parameters())
-        print(f"swinface_t parameters: {n_params:,} (backbone incl. recognition subnet {n_backbone:,})")
+        print(f"swinface_swin_t parameters: {n_params:,} (backbone incl. recognition subnet {n_backbone:,})")
         # Measured on this implementation (timm 1.0 Swin blocks): 28.5M backbone matches the paper's
         # "backbone 28.5M params"; the 11 MLCA subnets with split 3x3 convs add 38.9M.
         assert n_params == 67_415_538
@@ -174,7 +174,7 @@ class TestMLCA:
 def test_gradient_reaches_backbone_from_every_subnet():
     """Each analysis subnet alone sends gradient into the shared trunk."""
     torch.manual_seed(0)
-    model = create_model("swinface_tiny").train()
+    model = create_model("swinface_cpu").train()
     x = _images(2)
     for spec in SWINFACE_SUBNETS:
         model.zero_grad()
@@ -203,7 +203,7 @@ class TestParamGroups:
         torch.optim.AdamW(groups)  # accepted as-is by torch
 
     def test_recognition_only_model(self):
-        model = create_model("swinface_tiny_rec")
+        model = create_model("swinface_cpu_rec")
         groups = param_groups(model, 1e-3)
         assert [g["name"] for g in groups] == ["backbone"]
 
@@ -217,10 +217,22 @@ class TestParamGroups:
 
 class TestRegistry:
     def test_variants_are_registered(self):
-        assert {"swinface_t", "swinface_t_rec", "swinface_tiny", "swinface_tiny_rec"} <= set(list_models())
-        assert list_models("swinface_*_rec") == ["swinface_t_rec", "swinface_tiny_rec"]
+        assert {"swinface_swin_t", "swinface_swin_t_rec", "swinface_cpu", "swinface_cpu_rec"} <= set(list_models())
+        assert list_models("swinface_*_rec") == ["swinface_cpu_rec", "swinface_swin_t_rec"]
+        assert CPU_MODELS == ["swinface_cpu", "swinface_cpu_rec"]  # the parametrized tests below run on both
 
-    @pytest.mark.parametrize("name", TINY_MODELS)
+    @pytest.mark.parametrize(
+        ("former", "current"),
+        [("swinface_t", "swinface_swin_t"), ("swinface_t_rec", "swinface_swin_t_rec"),
+         ("swinface_tiny", "swinface_cpu"), ("swinface_tiny_rec", "swinface_cpu_rec")],
+    )  # fmt: skip
+    def test_former_names_are_refused_naming_the_new_one_and_map_for_old_records(self, former, current):
+        with pytest.raises(ValueError, match=f"'{former}' was renamed to '{current}'"):
+            create_model(former)
+        assert former not in list_models()
+        assert current_model_name(former) == current and current_model_name(current) == current
+
+    @pytest.mark.parametrize("name", CPU_MODELS)
     def test_finite_outputs_and_all_params_get_grads(self, name):
         torch.manual_seed(0)
         model = create_model(name).train()
@@ -231,7 +243,7 @@ class TestRegistry:
         for n, p in model.named_parameters():
             assert p.grad is not None, f"no gradient for {n}"
 
-    @pytest.mark.parametrize("name", TINY_MODELS)
+    @pytest.mark.parametrize("name", CPU_MODELS)
     def test_same_seed_same_output(self, name):
         outs = []
         for _ in range(2):
@@ -243,20 +255,20 @@ class TestRegistry:
             torch.testing.assert_close(outs[0][key], outs[1][key], rtol=0, atol=0)
 
     def test_rec_variant_is_the_backbone_of_the_full_one(self, tiny):
-        rec = create_model("swinface_tiny_rec")
+        rec = create_model("swinface_cpu_rec")
         with torch.no_grad():
             assert list(rec.eval()(_images(2))) == [RECOGNITION]
         assert sum(p.numel() for p in rec.parameters()) == sum(p.numel() for p in tiny.backbone_parameters())
 
     def test_unknown_name_lists_close_names(self):
-        with pytest.raises(ValueError, match="swinface_tiny") as info:
+        with pytest.raises(ValueError, match="swinface_cpu") as info:
             create_model("swinface_tinny")
         assert "list_models()" in str(info.value)
 
     def test_none_kwargs_mean_default_and_pretrained_is_refused(self):
-        assert create_model("swinface_tiny_rec", embedding_size=None).num_features == 64
+        assert create_model("swinface_cpu_rec", embedding_size=None).num_features == 64
         with pytest.raises(ValueError, match="no pretrained weights"):
-            create_model("swinface_tiny", pretrained=True)
+            create_model("swinface_cpu", pretrained=True)
 
     def test_registering_twice_warns(self, monkeypatch):
         monkeypatch.setattr(_registry, "_ENTRYPOINTS", dict(_registry._ENTRYPOINTS))

@@ -26,7 +26,7 @@ from faceops.train import (
     normalize_images, summarize, to_targets, warmup_cosine,
 )  # fmt: skip
 
-TINY = {"mlff_width": 16}  # swinface_tiny with 16-wide fusion: same structure, ~4x cheaper subnets
+TINY = {"mlff_width": 16}  # swinface_cpu with 16-wide fusion: same structure, ~4x cheaper subnets
 N_IDS, PER_ID, MAXCOUNT = 4, 8, 8  # "blobs": 32 samples in 4 shards (2 per rank with 2 ranks)
 COLOURS = [(230, 40, 40), (40, 230, 40), (40, 40, 230), (230, 230, 40)]
 
@@ -72,7 +72,7 @@ def shards(tmp_path_factory) -> Path:
     return root
 
 
-def _build(shards: Path, *, model_name: str = "swinface_tiny", sources=(("blobs", 1.0),), batch: int = 8,
+def _build(shards: Path, *, model_name: str = "swinface_cpu", sources=(("blobs", 1.0),), batch: int = 8,
            steps: int = 10, lr: float = 2e-3, seed: int = 0, **overrides) -> TrainingRun:  # fmt: skip
     """A training run as the stages build it, on the test shards with small, test-friendly settings."""
     kwargs = dict(
@@ -100,7 +100,7 @@ def test_warmup_is_linear_and_cosine_hits_its_endpoints():
 
 
 def test_param_group_lrs_follow_the_schedule_with_backbone_at_a_tenth():
-    model = create_model("swinface_tiny_rec")
+    model = create_model("swinface_cpu_rec")
     groups = param_groups(model, 1e-3, backbone_lr_scale=0.1, extra_head_modules=[torch.nn.Linear(2, 2)])
     optimizer = torch.optim.AdamW(groups)
     scheduler = make_scheduler(optimizer, warmup_steps=3, total_steps=10, final_ratio=0.0)
@@ -242,12 +242,12 @@ def test_two_builds_with_the_same_seed_start_identical(shards):
 
 def test_build_training_starts_from_a_pretrained_backbone_and_needs_identities(shards):
     torch.manual_seed(1)
-    pretrained = create_model("swinface_tiny_rec")
-    run = _build(shards, init={"model_name": "swinface_tiny_rec", "state_dict": pretrained.state_dict()})
+    pretrained = create_model("swinface_cpu_rec")
+    run = _build(shards, init={"model_name": "swinface_cpu_rec", "state_dict": pretrained.state_dict()})
     state = run.model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in pretrained.state_dict().items())
     with pytest.raises(ValueError, match="no identity label"):
-        _build(shards, model_name="swinface_tiny_rec", sources=(("expr", 1.0),))
+        _build(shards, model_name="swinface_cpu_rec", sources=(("expr", 1.0),))
 
 
 def test_fine_tuning_a_promoted_model_starts_from_all_its_weights_age_head_included(shards):
@@ -255,7 +255,7 @@ def test_fine_tuning_a_promoted_model_starts_from_all_its_weights_age_head_inclu
     promoted = _build(shards, seed=5).model  # stands in for a promoted model of the same variant
     with torch.no_grad():
         promoted.state_dict()["subnets.age.heads.Age.bias"].fill_(-3.0)  # far from the shards' mean age
-    run = _build(shards, init={"model_name": "swinface_tiny", "state_dict": promoted.state_dict()})
+    run = _build(shards, init={"model_name": "swinface_cpu", "state_dict": promoted.state_dict()})
     state = run.model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in promoted.state_dict().items())  # age bias not re-initialised
     fresh = _build(shards).model.state_dict()["subnets.age.heads.Age.bias"]
@@ -301,7 +301,7 @@ def test_resumed_run_ends_with_identical_weights(shards, tmp_path):
 
 def test_a_few_dozen_steps_clearly_reduce_the_loss(shards):
     steps = 30
-    r = _build(shards, model_name="swinface_tiny_rec", steps=steps)
+    r = _build(shards, model_name="swinface_cpu_rec", steps=steps)
     result = fit(r.model, r.loss_fn, r.optimizer, r.scheduler, r.batches, steps=steps, seed=0, grad_clip=5.0)
     losses = [entry["loss/total"] for _, entry in result.history]
     start, end = np.mean(losses[:3]), np.mean(losses[-3:])
@@ -376,8 +376,8 @@ def test_checkpoint_kind_is_checked(tmp_path):
 
 def test_exported_model_rebuilds_the_same_network(tmp_path):
     torch.manual_seed(0)
-    model = create_model("swinface_tiny", **TINY).eval()
-    record = model_record(model, "swinface_tiny", TINY, identities=["s/a", "s/b"], step=7, params={"lr": 1.0},
+    model = create_model("swinface_cpu", **TINY).eval()
+    record = model_record(model, "swinface_cpu", TINY, identities=["s/a", "s/b"], step=7, params={"lr": 1.0},
                           init="scratch")  # fmt: skip
     save_checkpoint(tmp_path / "model.pt", record, kind="model")
     rebuilt, info = load_trained_model(tmp_path / "model.pt")
@@ -387,19 +387,32 @@ def test_exported_model_rebuilds_the_same_network(tmp_path):
     assert (info["image_mean"], info["image_std"]) == (IMAGE_MEAN, IMAGE_STD)
 
 
+def test_a_model_exported_under_its_former_name_still_loads(tmp_path):
+    """models/*/model.pt written before the rename say ``swinface_tiny``: they load as ``swinface_cpu``."""
+    torch.manual_seed(0)
+    model = create_model("swinface_cpu", **TINY).eval()
+    record = model_record(model, "swinface_tiny", TINY, identities=["s/a"], step=1, params={}, init="scratch")
+    save_checkpoint(tmp_path / "model.pt", record, kind="model")
+    rebuilt, info = load_trained_model(tmp_path / "model.pt")
+    x = normalize_images(torch.randint(0, 256, (2, 3, 112, 112), dtype=torch.uint8))
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x)["Recognition"], model(x)["Recognition"])
+    assert info["model_name"] == "swinface_tiny"  # the record is returned as written
+
+
 def test_backbone_init_copies_pretrained_weights_and_rejects_other_variants():
     torch.manual_seed(1)
-    pretrained = create_model("swinface_tiny_rec")
-    record = {"model_name": "swinface_tiny_rec", "state_dict": pretrained.state_dict()}
+    pretrained = create_model("swinface_cpu_rec")
+    record = {"model_name": "swinface_cpu_rec", "state_dict": pretrained.state_dict()}
     torch.manual_seed(2)
-    model = create_model("swinface_tiny", **TINY)
+    model = create_model("swinface_cpu", **TINY)
     subnet_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("subnets.")}
     copied = init_backbone(model, record)
     state = model.state_dict()
     assert copied and all(torch.equal(state[k], pretrained.state_dict()[k]) for k in copied)
     assert all(torch.equal(state[k], v) for k, v in subnet_before.items())
     with pytest.raises(ValueError, match="does not fit"):
-        init_backbone(create_model("swinface_tiny", embedding_size=32), record)
+        init_backbone(create_model("swinface_cpu", embedding_size=32), record)
 
 
 # ---- stages ------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ class TrainParams(FitParams):
     run started from; ``ops.retrain.from_promoted`` moves it to the newest tag before a scheduled retrain.
     """
 
-    model: Literal["swinface_tiny", "swinface_t"] = "swinface_tiny"
+    model: Literal["swinface_cpu", "swinface_swin_t"] = "swinface_cpu"
     init: Annotated[str, Field(pattern=r"^(pretrain|model@v[1-9][0-9]*)$")] = "pretrain"
     steps: Annotated[int, Field(ge=1, le=10_000_000)] = 160
     warmup_steps: Annotated[int, Field(ge=0)] = 16

@@ -15,12 +15,14 @@ from typing import Any
 
 import torch.nn as nn
 
-__all__ = ["register_model", "create_model", "list_models", "TIMM_PREFIX"]
+__all__ = ["register_model", "register_former_name", "current_model_name", "create_model", "list_models", "TIMM_PREFIX"]
 
 #: Names starting with this prefix are built by ``timm.create_model`` (e.g. ``"timm/resnet18"``).
 TIMM_PREFIX = "timm/"
 
 _ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
+#: Former name -> registered name, for models renamed after records were exported under the old name.
+_FORMER_NAMES: dict[str, str] = {}
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -38,6 +40,24 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         )
     _ENTRYPOINTS[name] = fn
     return fn
+
+
+def register_former_name(former: str, current: str) -> None:
+    """Record that the model registered as ``current`` was called ``former`` before a rename.
+
+    ``create_model(former)`` then refuses with a message naming ``current``, and
+    :func:`current_model_name` maps an exported record's old ``model_name`` to the model to build.
+    """
+    _FORMER_NAMES[former] = current
+
+
+def current_model_name(name: str) -> str:
+    """The registered name of ``name``: itself, or the new name of a renamed model.
+
+    For reading exported records only (``model_name`` is whatever the writing version called the
+    model); new code and params name models by their current names.
+    """
+    return _FORMER_NAMES.get(name, name)
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -58,16 +78,23 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
         The model, in training mode, on the CPU.
 
     Raises:
-        ValueError: ``name`` is not registered; the message lists the closest registered names.
+        ValueError: ``name`` is not registered; the message lists the closest registered names, or
+            names the model's new name when ``name`` is a former one.
 
     Example:
-        >>> model = create_model("swinface_tiny", embedding_size=128)
+        >>> model = create_model("swinface_cpu", embedding_size=128)
     """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if name.startswith(TIMM_PREFIX):
         import timm
 
         return timm.create_model(name[len(TIMM_PREFIX) :], pretrained=pretrained, **kwargs)
+    if name in _FORMER_NAMES and name not in _ENTRYPOINTS:
+        raise ValueError(
+            f"model {name!r} was renamed to {_FORMER_NAMES[name]!r}; use the new name (in params.yaml: "
+            "pretrain.model / train.model). Model files exported under the old name still load with "
+            "faceops.train.load_trained_model."
+        )
     if name not in _ENTRYPOINTS:
         close = difflib.get_close_matches(name, _ENTRYPOINTS, n=5, cutoff=0.4) or sorted(_ENTRYPOINTS)
         raise ValueError(

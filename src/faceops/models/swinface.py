@@ -7,7 +7,7 @@ Only the paper's abstract was available to us: the architecture facts below (pat
 code (github.com/lxq1000/SwinFace, read at commit 2770479, MIT license), not from the paper's text. This
 file is written independently on top of timm's Swin blocks and borrows no code from that repository.
 Ours, not the authors': the assembly of the original Swin stage layout from timm's blocks (below), the
-CPU-sized variants (``swinface_tiny*``: embed 24, one block per stage, embedding 64, fused width 64) and
+CPU-sized variants (``swinface_cpu*``: embed 24, one block per stage, embedding 64, fused width 64) and
 :func:`split_widths`, which splits any fused width over the levels in proportion to their widths (for
 512 it gives the released 47/93/186/186).
 
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from timm.layers import PatchEmbed, trunc_normal_
 from timm.models.swin_transformer import PatchMerging, SwinTransformerBlock
 
-from faceops.models._registry import register_model
+from faceops.models._registry import register_former_name, register_model
 from faceops.models.tasks import RECOGNITION, SWINFACE_SUBNETS, HeadSpec, SubnetSpec
 
 __all__ = [
@@ -451,30 +451,39 @@ def _create_swinface(variant: str, pretrained: bool = False, **kwargs) -> SwinFa
 
 
 _SWIN_T = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), embedding_size=512, mlff_width=512)
-_SWIN_TINY = dict(embed_dim=24, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8), embedding_size=64, mlff_width=64)
+_CPU = dict(embed_dim=24, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8), embedding_size=64, mlff_width=64)
 _SWIN_T_REC = dict(_SWIN_T, subnets=())
-_SWIN_TINY_REC = dict(_SWIN_TINY, subnets=())
+_CPU_REC = dict(_CPU, subnets=())
 
 
 @register_model
-def swinface_t(pretrained: bool = False, **kwargs) -> SwinFace:
-    """SwinFace, Swin-T backbone: embedding 512, MLFF 47/93/186/186, 11 subnets, 43 outputs."""
-    return _create_swinface("swinface_t", pretrained, **dict(_SWIN_T, **kwargs))
+def swinface_swin_t(pretrained: bool = False, **kwargs) -> SwinFace:
+    """The paper's SwinFace, Swin-T backbone: embedding 512, MLFF 47/93/186/186, 11 subnets, 43 outputs."""
+    return _create_swinface("swinface_swin_t", pretrained, **dict(_SWIN_T, **kwargs))
 
 
 @register_model
-def swinface_t_rec(pretrained: bool = False, **kwargs) -> SwinFace:
-    """Recognition-only SwinFace Swin-T (pre-training / single-task baseline)."""
-    return _create_swinface("swinface_t_rec", pretrained, **dict(_SWIN_T_REC, **kwargs))
+def swinface_swin_t_rec(pretrained: bool = False, **kwargs) -> SwinFace:
+    """Recognition-only SwinFace on Swin-T (pre-training / single-task baseline)."""
+    return _create_swinface("swinface_swin_t_rec", pretrained, **dict(_SWIN_T_REC, **kwargs))
 
 
 @register_model
-def swinface_tiny(pretrained: bool = False, **kwargs) -> SwinFace:
-    """CPU-sized SwinFace: embed 24, one block per stage, embedding 64, MLFF width 64."""
-    return _create_swinface("swinface_tiny", pretrained, **dict(_SWIN_TINY, **kwargs))
+def swinface_cpu(pretrained: bool = False, **kwargs) -> SwinFace:
+    """SwinFace sized to train on a CPU (ours, smaller than any Swin size): embed 24, one block per stage,
+    embedding 64, MLFF width 64."""
+    return _create_swinface("swinface_cpu", pretrained, **dict(_CPU, **kwargs))
 
 
 @register_model
-def swinface_tiny_rec(pretrained: bool = False, **kwargs) -> SwinFace:
+def swinface_cpu_rec(pretrained: bool = False, **kwargs) -> SwinFace:
     """Recognition-only CPU-sized SwinFace."""
-    return _create_swinface("swinface_tiny_rec", pretrained, **dict(_SWIN_TINY_REC, **kwargs))
+    return _create_swinface("swinface_cpu_rec", pretrained, **dict(_CPU_REC, **kwargs))
+
+
+# Names before issue 15: in Swin's naming "t" and "tiny" both mean Swin-T, so ``swinface_t`` (the paper's
+# network) and ``swinface_tiny`` (the CPU-sized one) did not say which was which. Exported records written
+# before the rename carry the old names in ``model_name``; ``faceops.train.build_model`` maps them.
+for _former, _current in {"swinface_t": "swinface_swin_t", "swinface_t_rec": "swinface_swin_t_rec",
+                          "swinface_tiny": "swinface_cpu", "swinface_tiny_rec": "swinface_cpu_rec"}.items():
+    register_former_name(_former, _current)

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from faceops.io.checkpoint import load_checkpoint
-from faceops.models import create_model
+from faceops.models import create_model, current_model_name
 from faceops.train.batch import IMAGE_MEAN, IMAGE_STD
 
 __all__ = ["model_record", "disabled_record", "build_model", "load_trained_model", "init_backbone", "init_head_bias"]
@@ -68,12 +68,15 @@ def disabled_record(params: Mapping[str, Any]) -> dict[str, Any]:
 def build_model(record: Mapping[str, Any]) -> nn.Module:
     """Rebuild the network of an exported record with its weights, in eval mode.
 
+    A record written before a model was renamed (``model_name`` ``swinface_tiny``, ...) builds the model
+    under its current name (``faceops.models.current_model_name``): same architecture, same weights.
+
     Raises:
         ValueError: the record says the stage was disabled (it holds no weights).
     """
     if not record.get("enabled", False):
         raise ValueError("this model file was written by a disabled stage and holds no weights; enable the stage")
-    model = create_model(record["model_name"], **record["model_args"])
+    model = create_model(current_model_name(record["model_name"]), **record["model_args"])
     model.load_state_dict(record["state_dict"])
     return model.eval()
 
@@ -110,7 +113,7 @@ def init_backbone(model: nn.Module, record: Mapping[str, Any]) -> list[str]:
         raise ValueError(
             f"pre-trained {record.get('model_name')!r} does not fit this model: {len(unknown)} unknown tensors "
             f"{unknown[:3]}, {len(mismatched)} with other shapes {mismatched[:3]}; pick matching variants "
-            "(e.g. pretrain.model swinface_tiny_rec with train.model swinface_tiny; a promoted model of the same "
+            "(e.g. pretrain.model swinface_cpu_rec with train.model swinface_cpu; a promoted model of the same "
             "variant as train.model)"
         )
     model.load_state_dict(state, strict=False)

@@ -74,7 +74,7 @@ def build_training(
     """Build a training run over the training shards of several sources.
 
     Args:
-        model_name, model_args: what ``create_model`` builds (e.g. ``"swinface_tiny"``, ``{}``).
+        model_name, model_args: what ``create_model`` builds (e.g. ``"swinface_cpu"``, ``{}``).
         shard_urls: source name -> its training shards; the sources' slices are concatenated in this order.
         shares: source name -> its share of every batch (same names, summing to 1; ``batch_counts``).
         batch_size: samples per batch over all sources (per process under DDP).
