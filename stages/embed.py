@@ -12,7 +12,7 @@ not have (no unlabeled photos, say) is skipped and reported, not an error. With 
 outputs of a finished run with the same backend (model file, or dlib version and model files), shards
 read, params and code are restored instead (``stages._finished``): new photos of another source leave
 the embeddings as they are. ``embed.runner: dask`` embeds one shard per Dask task on the cluster's CPUs
-(``faceops.eval.embed``).
+(``faceops.embed``).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _swinface(model_dir: Path, cfg: EmbedParams, device: str) -> tuple[str, Embe
     """
     import torch
 
-    from faceops.eval.embed import model_embeddings
+    from faceops.embed import model_embeddings
     from faceops.train.export import load_trained_model
 
     model, record = load_trained_model(model_dir / MODEL_FILE, map_location=device)
@@ -80,7 +80,7 @@ def _swinface(model_dir: Path, cfg: EmbedParams, device: str) -> tuple[str, Embe
 
 def _dlib(cfg: EmbedParams) -> tuple[str, EmbedSplit]:
     """(title, embedder) of dlib's ResNet on the shards' aligned faces, one process per available CPU."""
-    from faceops.eval.embed import dlib_embeddings
+    from faceops.embed import dlib_embeddings
     from faceops.models.dlib_face import DlibFaceEmbedder, dlib_version
 
     embedder = DlibFaceEmbedder(batch_size=cfg.batch_size)
@@ -93,7 +93,7 @@ def _dlib(cfg: EmbedParams) -> tuple[str, EmbedSplit]:
 
 def _on_dask(model_dir: Path, cfg: EmbedParams) -> tuple[str, EmbedSplit]:
     """(title, embedder) of ``cfg.backend`` on a Dask cluster, one shard per task (``embed.runner: dask``)."""
-    from faceops.eval.embed import embed_shards_on_dask
+    from faceops.embed import embed_shards_on_dask
     from faceops.processes import available_cpus
 
     workers = available_cpus()
