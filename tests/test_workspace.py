@@ -5,14 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import yaml
 
 from faceops.io.atomic import atomic_directory, atomic_file, atomic_write_text, remove_stale_temporaries
 from faceops.processes import process_identity
+from flows import workspace as workspace_module
 from flows.workspace import (
+    LOCK_FILE,
     WorkspaceError,
     _write_journal,
     classify_failure,
@@ -69,24 +70,47 @@ def test_second_run_is_refused_with_a_clear_message(tmp_path):
                 pass
 
 
-def test_second_run_queues_when_allowed_to_wait(tmp_path):
+def test_second_run_queues_when_allowed_to_wait(tmp_path, monkeypatch):
+    """A second run that may wait is refused at least once while the first holds the lock, then gets it.
+
+    No timing: the first run releases only after the second has been refused (seen through a wrapped
+    ``flock``), and the order of events says the second got the lock after the first let go.
+    """
+    real_flock = workspace_module.fcntl.flock
+    refused = threading.Event()
+    events: list[str] = []
+
+    def flock(handle, operation):
+        try:
+            return real_flock(handle, operation)
+        except BlockingIOError:
+            if getattr(handle, "name", "").endswith(LOCK_FILE):
+                refused.set()
+            raise
+
+    monkeypatch.setattr(workspace_module.fcntl, "flock", flock)
     acquired = threading.Event()
-    release = threading.Event()
+    failure: list[BaseException] = []
 
-    def holder():
-        with workspace_lock(tmp_path):
+    def first_run():
+        try:
+            with workspace_lock(tmp_path):
+                acquired.set()
+                assert refused.wait(60), "the second run never tried the lock"
+                events.append("first run releases")
+        except BaseException as err:  # reported by the main thread
+            failure.append(err)
             acquired.set()
-            release.wait(5)
 
-    thread = threading.Thread(target=holder)
+    thread = threading.Thread(target=first_run)
     thread.start()
-    acquired.wait(5)
-    threading.Timer(0.3, release.set).start()
-    start = time.monotonic()
-    with workspace_lock(tmp_path, wait_seconds=10):
-        waited = time.monotonic() - start
-    thread.join()
-    assert waited >= 0.2
+    assert acquired.wait(60) and not failure, failure
+    with workspace_lock(tmp_path, wait_seconds=120):
+        events.append("second run holds the lock")
+    thread.join(60)
+    assert not thread.is_alive() and not failure, failure
+    assert refused.is_set()
+    assert events == ["first run releases", "second run holds the lock"]
 
 
 def test_atomic_directory_replaces_only_on_success(tmp_path):
