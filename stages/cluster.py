@@ -28,8 +28,9 @@ from faceops.io.digest import sha256_file
 from faceops.io.embeddings import read_embeddings
 from faceops.io.jsonl import write_jsonl
 from faceops.io.shards import split_urls, write_index
+from faceops.runcache import split_digests
 from stages._common import params_or_exit, parse_args, print_counts, write_metrics
-from stages._finished import cache_folder, reuse_or_run, split_digests
+from stages._finished import cache_folder, reuse_or_run
 
 if TYPE_CHECKING:
     from faceops.cluster import LinkageGCN

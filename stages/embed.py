@@ -27,8 +27,9 @@ from faceops.io.digest import sha256_file
 from faceops.io.embeddings import EmbeddingSet, write_embeddings
 from faceops.io.layout import MODEL_FILE
 from faceops.io.shards import read_index, split_urls
+from faceops.runcache import device_type, split_digests
 from stages._common import params_or_exit, parse_args, print_counts, progress_bar, write_metrics
-from stages._finished import cache_folder, device_type, reuse_or_run, split_digests
+from stages._finished import cache_folder, reuse_or_run
 
 #: Embeds one split: (its shard files, progress advance) -> the set, in any row order.
 EmbedSplit = Callable[[list[Path], Callable[[int], None]], EmbeddingSet]

@@ -20,8 +20,9 @@ from faceops.io.atomic import atomic_directory, atomic_write_text
 from faceops.io.digest import sha256_file
 from faceops.io.layout import MODEL_FILE
 from faceops.io.shards import split_urls
+from faceops.runcache import device_type, split_digests
 from stages._common import params_or_exit, parse_args, print_counts, write_metrics
-from stages._finished import cache_folder, device_type, reuse_or_run, split_digests
+from stages._finished import cache_folder, reuse_or_run
 
 if TYPE_CHECKING:
     import torch

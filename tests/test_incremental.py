@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+from faceops import runcache
 from faceops.io.shards import ShardSample, write_index, write_shards
 from faceops.labels import sample_id
-from stages import _finished, _training, pretrain, train
+from faceops.runtime import torch_version
+from stages import _training, pretrain, train
 
 REPO = Path(__file__).resolve().parents[1]
 N_IDS, PER_ID = 3, 4
@@ -138,23 +140,6 @@ def test_a_changed_pretrained_model_retrains_train(workspace):
     assert trained == ["pretrain", "train"] * 2
 
 
-def test_prune_keeps_the_most_recently_used_runs(tmp_path):
-    for n in range(6):
-        (tmp_path / f"run{n}").mkdir()
-        os.utime(tmp_path / f"run{n}", ns=(n * 10**9, n * 10**9))
-    os.utime(tmp_path / "run0")  # just used
-    removed = _finished.prune_finished(tmp_path, keep=3)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run0", "run4", "run5"]
-    assert sorted(p.name for p in removed) == ["run1", "run2", "run3"]
-
-
-def test_cache_takes_one_folder():
-    assert _finished.cache_folder([]) is None
-    assert _finished.cache_folder([Path("a")]) == Path("a")
-    with pytest.raises(SystemExit, match="one folder"):
-        _finished.cache_folder([Path("a"), Path("b")])
-
-
 _RESTORE_WITHOUT_TORCH = """
 import runpy, sys
 sys.argv = ["stages.pretrain", *sys.argv[1:]]
@@ -176,7 +161,7 @@ def test_a_restore_never_imports_torch_and_gives_the_same_bytes(workspace):
     done = subprocess.run([sys.executable, "-c", _RESTORE_WITHOUT_TORCH, *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "exported it from" in done.stdout + done.stderr
+    assert "restored its outputs" in done.stdout + done.stderr
     assert _digests(root / "pre", root / "pre.json") == before
     assert trained == ["pretrain"]
 
@@ -193,5 +178,5 @@ def test_stage_modules_and_fingerprint_inputs_do_not_import_torch():
 
 
 def test_torch_version_and_device_type_agree_with_torch():
-    assert _finished.torch_version() == torch.__version__
-    assert _finished.device_type() == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert torch_version() == torch.__version__
+    assert runcache.device_type() == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -204,7 +204,7 @@ def test_train_from_promoted_points_params_at_the_newest_tag(ws):
 
 
 def test_promoted_init_file_reads_the_tagged_model_not_the_working_tree(ws, tmp_path, monkeypatch):
-    from stages._training import promoted_init_file
+    from stages.train import promoted_init_file
 
     assert promote_if_better(ws, PromotionParams()).new_tag == "model@v1"  # weights.txt = "one\n"
     _new_version(ws, 0.5, "two\n")  # the working tree now holds the model of "two"

@@ -2,7 +2,9 @@
 
 Modules: ``batch`` (normalisation, label scan, targets + masks, flips), ``mixing`` (multi-source
 batches), ``schedule`` (warm-up + cosine), ``distributed`` (torchrun/DDP), ``loop`` (``fit``),
-``export`` (model records, initialisation), ``run`` (assembling a run's parts).
+``export`` (model records, initialisation), ``run`` (assembling a run's parts), ``job`` (one resumable
+training job: its section in, the record to export out; imported from ``faceops.train.job``, so the code
+that only loads a trained model does not depend on the params sections).
 Checkpoint files live in ``faceops.io.checkpoint``. Nothing here reads params.yaml or imports a
 logging library.
 """
