@@ -30,6 +30,7 @@ from faceops.keypoints import (
     pck,
     predict_keypoints,
     predict_points,
+    pseudo_keypoints,
     pseudo_targets,
     rampup_weight,
     select_pairs,
@@ -368,3 +369,61 @@ def test_api_rejects_wrong_images_configs_and_records() -> None:
         SSPCMConfig(target="soft")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="format"):
         KeypointModel.from_record({"format": "other"})
+
+
+# ---- pseudo_keypoints: the keypoints stage's work on manifest rows in memory ---------------------------------
+
+FACE_POINTS = np.array([[38.0, 42.0], [58.0, 42.0], [48.0, 54.0], [40.0, 66.0], [56.0, 66.0]])
+
+
+def _face_rows(n: int) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """``n`` drawn faces with their landmarks, and one blank photo without any (nothing to detect)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    rows, images = [], {}
+    for k in range(n):
+        points = FACE_POINTS + rng.uniform(-4, 4, 2)
+        image = np.full((96, 96, 3), 80 + 8 * k, np.uint8)
+        cv2.ellipse(image, tuple(int(v) for v in points.mean(axis=0)), (22, 30), 0, 0, 360, (170, 140, 120), -1)
+        for x, y in points:
+            cv2.circle(image, (int(x), int(y)), 3, (30, 30, 30), -1)
+        rows.append({"id": f"faces_{k:02d}", "source": "faces", "path": f"{k}.png",
+                     "labels": {"landmarks": points.round(2).tolist()}})  # fmt: skip
+        images[rows[-1]["id"]] = image
+    rows.append({"id": "faces_blank", "source": "faces", "path": "blank.png", "labels": {}})
+    images["faces_blank"] = np.full((96, 96, 3), 40, np.uint8)
+    return rows, images
+
+
+def test_pseudo_keypoints_crops_trains_scores_and_quarantines_on_rows_in_memory() -> None:
+    from faceops.config.keypoints import KeypointsParams
+
+    rows, images = _face_rows(6)
+    cfg = KeypointsParams(epochs=1, batch_size=4, max_unlabeled=4, holdout_fraction=0.5)
+    found = pseudo_keypoints(rows, lambda row: images[row["id"]], cfg, seed=0)
+    assert list(found.models) == ["face"] and KeypointModel.from_record(found.models["face"]).num_joints == 5
+    assert [row["id"] for row in found.manifest] == sorted(row["id"] for row in found.manifest)
+    assert {row["origin"] for row in found.manifest} == {"heldout"}  # the blank photo has no face to predict
+    assert found.metrics["labelled"] + found.metrics["heldout"] == 6 == len(found.manifest) + found.metrics["labelled"]
+    assert [(q["path"], q["reason"], q["stage"]) for q in found.quarantine] == [("blank.png", "no_face", "keypoints")]
+    assert found.metrics["no_face"] == 1 and found.metrics["heldout/nme"] > 0.0
+    assert found.metrics["supervised/heldout/nme"] > 0.0  # the supervised-only baseline on the same crops
+    for row in found.manifest:
+        points = np.asarray(row["landmarks"])
+        assert row["kind"] == "face" and points.shape == (5, 2) and len(row["confidence"]) == 5
+        assert np.all((points >= 0) & (points <= 95))  # clipped to the image
+    again = pseudo_keypoints(rows, lambda row: images[row["id"]], cfg, seed=0)
+    assert again.manifest == found.manifest and again.metrics == found.metrics  # seeded: same result
+
+
+def test_pseudo_keypoints_refuses_body_sources_with_different_joint_sets() -> None:
+    from faceops.config.keypoints import KeypointsParams
+
+    def person(joints: int) -> dict:
+        return {"bbox": [10.0, 10.0, 30.0, 60.0], "keypoints": [[20.0, 20.0, 2.0]] * joints}
+
+    rows = [{"id": f"{source}_0", "source": source, "path": "0.png", "labels": {"persons": [person(joints)]}}
+            for source, joints in (("coco", 17), ("other", 5))]  # fmt: skip
+    with pytest.raises(ValueError, match="one body model needs one joint set"):
+        pseudo_keypoints(rows, lambda row: np.zeros((96, 96, 3), np.uint8), KeypointsParams(), seed=0)

@@ -158,8 +158,8 @@ def test_body_keypoints_stage(workspace: Path) -> None:
 
     models = workspace / "models"
     joints = {name: KeypointModel.from_record(torch.load(models / name, weights_only=True)).num_joints
-              for name in (keypoints_stage.BODY_MODEL_FILE, keypoints_stage.MODEL_FILE)}  # fmt: skip
-    assert joints == {keypoints_stage.BODY_MODEL_FILE: 17, keypoints_stage.MODEL_FILE: 5}  # one model per task
+              for name in keypoints_stage.MODEL_FILES.values()}  # fmt: skip
+    assert joints == {keypoints_stage.MODEL_FILES["body"]: 17, keypoints_stage.MODEL_FILES["face"]: 5}  # one per task
 
 
 def test_align_uses_face_pseudo_landmarks_and_ignores_body_rows(tmp_path: Path, monkeypatch) -> None:

@@ -10,9 +10,11 @@ gap says so (:mod:`faceops.keypoints.sspcm`: pseudo-label targets, consistency r
 :mod:`faceops.keypoints.cutocclude`: the paste axes). The heatmap networks follow SimpleBaseline
 (:mod:`faceops.keypoints.models`).
 
-The ``keypoints`` stage uses :func:`train_keypoint_models` and :func:`predict_keypoints` (uint8
-crops in, pixel points and confidences out) and saves :meth:`KeypointModel.to_record`. The tensor
-level (:func:`fit_sspcm`, :func:`fit_supervised`, :func:`predict_points`) is for benches and tests.
+The ``keypoints`` stage calls :func:`pseudo_keypoints` (:mod:`faceops.keypoints.tasks`: manifest rows in;
+crops, face and body models, manifest rows, scores out), built on :func:`train_keypoint_models` and
+:func:`predict_keypoints` (uint8 crops in, pixel points and confidences out; records by
+:meth:`KeypointModel.to_record`). The tensor level (:func:`fit_sspcm`, :func:`fit_supervised`,
+:func:`predict_points`) is for benches and tests.
 Importing this package registers the ``sspcm_*`` heatmap networks in :mod:`faceops.models`.
 """
 
@@ -35,9 +37,11 @@ from faceops.keypoints.sspcm import (
     rampup_weight,
     steps_per_epoch,
 )
+from faceops.keypoints.tasks import KeypointsResult, pseudo_keypoints
 
 __all__ = [
     "COCO_OKS_STATS", "PAIR_NAMES", "RECORD_FORMAT", "CutOcclude", "FitResult", "HeatmapNet", "KeypointModel",
+    "KeypointsResult", "pseudo_keypoints",
     "PairSelection", "SSPCMConfig", "affine_theta", "build_nets", "consistency_loss", "cut_occlude",
     "decode_heatmaps", "encode_heatmaps", "fit_sspcm", "fit_supervised", "heatmap_to_image", "image_to_heatmap",
     "inter_ocular", "joints_mse", "nme", "oks_ap", "outlier_weights", "pck", "predict_keypoints",
