@@ -338,3 +338,58 @@ def test_cluster_dispatch_errors(blobs):
         cluster(blobs[0], method="kmeans")
     with pytest.raises(ValueError, match="needs model"):
         cluster(blobs[0], method="gcn")
+
+
+# ---------------------------------------------------------------- pseudo_identities: the cluster stage's work
+def _embedding_set(x: np.ndarray, y: np.ndarray, prefix: str, labelled: bool = True):
+    from faceops.io.embeddings import EmbeddingSet
+
+    return EmbeddingSet([f"{prefix}_{i:04d}" for i in range(len(x))], x,
+                        [f"id{v}" if labelled else None for v in y])  # fmt: skip
+
+
+@pytest.mark.parametrize("share", [0.0, 0.4], ids=["params-propagation", "calibrated"])
+def test_pseudo_identities_cluster_the_target_with_what_the_labelled_set_taught(blobs, share):
+    from faceops.cluster.pseudo import pseudo_identities
+    from faceops.config.cluster import ClusterParams
+
+    x, y = blobs
+    xs, ys = make_identities(200, dim=32, seed=4, min_size=3, max_size=12, overlap=0.0, max_modes=1, nuisance=0,
+                             spread=(0.97, 0.99))
+    cfg = ClusterParams(k1=8, k2=3, u=3, epochs=8, calibration_share=share, split_step=0.8, compare_baselines=True)
+    found = pseudo_identities(_embedding_set(xs, ys, "known"), _embedding_set(x, y, "target"), cfg, seed=0,
+                              name="faces")  # fmt: skip
+    assert [r["id"] for r in found.rows] == [f"target_{i:04d}" for i in range(len(x))]
+    sizes = {r["cluster"]: r["size"] for r in found.rows}
+    assert all(name.startswith("faces_c") for name in sizes) and found.metrics["clusters"] == len(sizes)
+    assert set(found.kept) == {r["id"] for r in found.rows if r["size"] >= cfg.min_members}
+    assert found.metrics["pseudo_identities"] == len({v["identity"] for v in found.kept.values()})
+    assert found.propagation["calibrated"] == int(share > 0)
+    if share == 0:  # the params' propagation: mean merge and the named split step, no magic number
+        assert found.propagation == {"reduce": "mean", "min_score": cfg.min_score, "max_size": cfg.max_size,
+                                     "step": 0.8, "calibrated": 0}  # fmt: skip
+    assert found.metrics["gcn/bcubed/f"] > 0.8  # the hidden target labels only score
+    assert {"threshold/bcubed/f", "hdbscan/bcubed/f", "agglomerative/bcubed/f"} <= set(found.metrics)
+    record = found.model.to_record()
+    assert LinkageGCN.from_record(record).config == found.model.config  # the stage saves the model it used
+
+
+def test_pseudo_identities_need_a_labelled_set(blobs):
+    from faceops.cluster.pseudo import pseudo_identities
+    from faceops.config.cluster import ClusterParams
+
+    x, y = blobs
+    with pytest.raises(ValueError, match="without an identity"):
+        pseudo_identities(_embedding_set(x, y, "known", labelled=False), _embedding_set(x, y, "t"), ClusterParams(),
+                          seed=0, name="faces")  # fmt: skip
+
+
+def test_split_step_is_a_validated_param():
+    from pydantic import ValidationError
+
+    from faceops.config.cluster import ClusterParams
+
+    assert ClusterParams().split_step == 0.6
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValidationError, match="split_step"):
+            ClusterParams(split_step=bad)

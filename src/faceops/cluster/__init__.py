@@ -3,8 +3,10 @@
 Entry points:
 - ``train_linkage_gcn(features, labels, ...) -> LinkageGCN`` on a labelled source;
 - ``cluster(features, method=..., **params) -> labels [N]`` for every method (``METHODS``);
-- ``pseudo_labels(features, model, ...) -> (labels [N], confidence [N])`` for the ``cluster`` stage
-  (``gcn_links`` + ``propagate`` + ``pseudo_label_confidence`` underneath);
+- ``pseudo_labels(features, model, ...) -> (labels [N], confidence [N])`` (``gcn_links`` + ``propagate`` +
+  ``pseudo_label_confidence`` underneath);
+- ``faceops.cluster.pseudo.pseudo_identities(known, target, cfg, ...)``: the ``cluster`` stage's work (GCN
+  trained and its propagation chosen on a labelled set, the target clustered, the baselines scored);
 - ``LinkageGCN.to_record()`` / ``LinkageGCN.from_record(record)`` to save and load a trained model;
 - ``clustering_scores(gt, pred)`` for metrics JSON.
 faiss is optional at import time: only the faiss kNN backends need it (``pip install faceops[cpu]``).

@@ -31,8 +31,11 @@ class ClusterParams(Section):
     distance, min cluster size) by pairwise F on ``train_on``; ``compare_baselines`` scores them all.
     ``calibration_share`` of ``train_on``'s identities (by name hash) are kept out of GCN training and
     choose the propagation's ``min_score``, ``max_size`` (``max_size`` then caps the candidates), split
-    step and edge-score merge (mean or max); 0 trains on all of them and uses ``min_score`` and
-    ``max_size`` as given (mean merge, step 0.6).
+    step and edge-score merge (mean or max); 0 (or fewer than 2 identities on either side) trains on all
+    of them and uses ``min_score``, ``max_size`` and ``split_step`` as given, with the mean merge.
+    ``split_step``: how a component larger than ``max_size`` is split: its edge threshold rises by this
+    fraction of the remaining gap to 1 per round (``faceops.cluster.propagate``; a slow rise such as 0.9
+    peels small groups off a chained component, a fast one shatters it).
     """
 
     method: Literal["gcn", "threshold", "hdbscan", "agglomerative"] = "gcn"
@@ -44,6 +47,7 @@ class ClusterParams(Section):
     epochs: Annotated[int, Field(ge=1, le=1000)] = 4
     max_size: Annotated[int, Field(ge=2)] = 300
     min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    split_step: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.6
     min_members: Annotated[int, Field(ge=1)] = 2
     compare_baselines: bool = True
     calibration_share: Annotated[float, Field(ge=0.0, le=0.9)] = 0.3
