@@ -193,7 +193,7 @@ def test_stage_writes_sets_that_cluster_reads(tmp_path, monkeypatch, photos, emb
     first = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     for path in first:
         path.write_bytes(b"stale")
-    monkeypatch.setattr(embed_stage, "_dlib", lambda cfg: pytest.fail("same fingerprint must not embed again"))
+    monkeypatch.setattr(embed_stage, "_run", lambda *args: pytest.fail("same fingerprint must not embed again"))
     embed_stage.main(argv)  # restored from the cache, byte for byte
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == first
 
