@@ -6,7 +6,6 @@ about a second (DVC's status), not a Prefect server start.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
@@ -23,7 +22,7 @@ from faceops.config.ingest import SourceSpec
 from faceops.config.params import load_params, parse_params
 from faceops.io.layout import SUMMARY_MD
 from flows import cli_versions
-from flows.prefect_server import ServerError, prefect_server
+from flows.prefect_server import ServerError, given_api_url, start_server
 from flows.sources import SourceError, dvc_add, register_source
 from flows.workspace import (
     StageFailed,
@@ -63,14 +62,16 @@ def _validated_params(workspace: Path):
         _fail(str(err))
 
 
-def _use_served_api(workspace: Path) -> None:
-    """Point Prefect (not imported yet) at this workspace's `faceops serve`, when one runs and nothing else is set."""
-    if os.environ.get("PREFECT_API_URL"):
-        return
+def _known_api(workspace: Path) -> str | None:
+    """The Prefect API a run reports to without starting a server: PREFECT_API_URL, or this workspace's
+    running `faceops serve` (the run then shows in its UI); None when neither answers."""
+    given = given_api_url()
+    if given:
+        return given
     api_url = served_api_url(workspace)
     if api_url:
-        os.environ["PREFECT_API_URL"] = api_url
         console.print(f"using the Prefect server of faceops serve at {api_url} (the run shows in its UI)")
+    return api_url
 
 
 @app.command()
@@ -83,6 +84,7 @@ def run(
     workspace = _workspace(root)
     params = _validated_params(workspace)
     targets = stage or []
+    server = None
     try:
         with workspace_lock(workspace, params.pipeline.lock_wait_seconds):
             for note in recover(workspace):
@@ -95,18 +97,25 @@ def run(
                     return
                 console.print(f"Stale: {', '.join(sorted(plan.stale))}")
                 settled, rebuild = sorted(plan.settled), sorted(plan.force)
-            _use_served_api(workspace)
-            with prefect_server(workspace, "run", echo=lambda _: None) as api_url:
-                os.environ["PREFECT_API_URL"] = api_url
-                from flows.pipeline import pipeline  # deferred: importing Prefect is the slow part
+            api_url = _known_api(workspace)
+            if api_url is None:  # a tethered server of our own, starting while Prefect is imported here
+                server = start_server(workspace, "run")
+            from prefect.settings import PREFECT_API_URL, temporary_settings  # deferred: importing Prefect is slow
 
-                start = time.monotonic()
+            from flows.pipeline import pipeline
+
+            api_url = api_url or server.ready()
+            start = time.monotonic()
+            with temporary_settings(updates={PREFECT_API_URL: api_url}):
                 runs = pipeline(str(workspace), targets, force, stream=sys.stderr.isatty(), settled=settled,
                                 rebuild=rebuild)  # fmt: skip
     except (WorkspaceError, ServerError) as err:
         _fail(str(err))
     except StageFailed as err:
         _fail(str(err), code=1)
+    finally:
+        if server is not None:
+            server.stop()
     table = Table("stage", "ran", "seconds")
     for r in runs:
         table.add_row(r["stage"], "yes" if r["ran"] else "up to date", f"{r['seconds']:.1f}")

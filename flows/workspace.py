@@ -530,11 +530,20 @@ def classify_failure(exitcode: int | None, tail: Sequence[str]) -> tuple[bool, s
     return False, "see the output below"
 
 
-def child_processes():
-    """The forkserver context the DVC children come from (DVC's CLI and reproduce code preloaded)."""
+def child_processes(server: bool = False):
+    """The forkserver context every child of a run comes from (DVC's CLI and reproduce code preloaded).
+
+    ``server``: preload Prefect's server code too, for a run that starts its own Prefect server
+    (``flows.prefect_server``): the forkserver imports it (~4 s) while the run plans, and the server child
+    then starts in about a second. The preload list is fixed when the forkserver starts, by whoever asks
+    first in this process: the run asks for the server first when it needs one.
+    """
     from faceops.processes import forkserver_context
 
-    return forkserver_context(["dvc.cli", "dvc.repo", "dvc.repo.reproduce", "dvc.commands.repro", __name__])
+    modules = ["dvc.cli", "dvc.repo", "dvc.repo.reproduce", "dvc.commands.repro", __name__]
+    if server:
+        modules += ["prefect.server.api.server", "flows.prefect_server"]
+    return forkserver_context(modules)
 
 
 def _dvc_cli(argv: list[str], cwd: str, env: dict[str, str], log: str) -> None:

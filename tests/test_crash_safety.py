@@ -209,6 +209,13 @@ def _dvc_of(stage_pid: int) -> int:
     return parent.pid
 
 
+def _listens(pid: int) -> bool:
+    try:
+        return any(c.status == psutil.CONN_LISTEN for c in psutil.Process(pid).net_connections(kind="tcp"))
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
 def _cmdline(pid: int) -> list[str]:
     try:
         return psutil.Process(pid).cmdline()
@@ -292,10 +299,10 @@ def test_the_runs_own_prefect_server_dies_with_it(ws: Workspace) -> None:
     own = {k: v for k, v in ws.env.items() if k != "PREFECT_API_URL"}
     saved, ws.env = ws.env, own
     try:
-        servers: list[int] = []
+        servers: set[int] = set()
 
         def aligning(family) -> bool:
-            servers.extend(p for p in family if "prefect server start" in " ".join(_cmdline(p)) and p not in servers)
+            servers.update(pid for pid in family if _listens(pid))  # the API server: the one listening on TCP
             return _running(family, "stages.align")
 
         family = _kill_when(ws, aligning, "top", seconds=180)
