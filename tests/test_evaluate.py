@@ -101,3 +101,61 @@ def test_too_few_identities_leave_verification_out_instead_of_failing():
     metrics, plots = score_predictions(_perfect(metas), n_pairs=100, seed=0)
     assert not any(k.startswith("verif/") for k in metrics)
     assert "roc" not in plots and metrics["expr/acc"] == 1.0
+
+
+# ---- the evaluate stage's work: shard splits and insightface .bin sets -------------------------------------
+
+
+class _MeanColour(torch.nn.Module):
+    """A stand-in model: the embedding is each image's mean colour per quadrant (same face, same vector)."""
+
+    def forward(self, x):
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)  # [B, 12]
+        return {"Recognition": pooled + 1e-3}
+
+
+def _encoded(image: np.ndarray, ext: str = ".png") -> bytes:
+    """PNG (lossless: exact pixels, as .bin sets may hold) or JPEG (what shards hold)."""
+    import cv2
+
+    return cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
+
+
+def _faces(n: int, side: int = 112) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [np.repeat(np.repeat(rng.integers(0, 255, (2, 2, 3), dtype=np.uint8), side // 2, 0), side // 2, 1)
+            for _ in range(n)]  # fmt: skip
+
+
+def test_bin_batches_decode_as_the_shards_do_and_bring_faces_to_the_input_size():
+    from faceops.eval.bins import bin_batches
+
+    faces = _faces(3)
+    batches = list(bin_batches([_encoded(f) for f in faces], image_size=112, batch_size=2))
+    assert [b["key"] for b in batches] == [["0", "1"], ["2"]] and batches[0]["meta"] == [{}, {}]
+    images = torch.cat([b["image"] for b in batches])
+    assert images.shape == (3, 3, 112, 112) and images.dtype == torch.uint8
+    assert np.array_equal(images.permute(0, 2, 3, 1).numpy(), np.stack(faces))  # 112 stays pixel for pixel
+    small = next(bin_batches([_encoded(f) for f in _faces(1, side=56)], image_size=112, batch_size=4))["image"]
+    assert small.shape == (1, 3, 112, 112)  # warped template to template: a plain 2x scale
+    with pytest.raises(ValueError, match="must be square"):
+        next(bin_batches([_encoded(np.zeros((112, 96, 3), np.uint8))], image_size=112, batch_size=4))
+
+
+def test_evaluate_model_scores_every_source_and_bin_set(tmp_path):
+    import pickle
+
+    from faceops.eval.model import evaluate_model
+    from faceops.io.shards import ShardSample, write_shards
+
+    faces = _faces(6)
+    metas = [{"identity": f"id{k // 2}"} for k in range(6)]
+    samples = [ShardSample(f"s_{k}", _encoded(face, ".jpg"), {"id": f"s_{k}", **meta})
+               for k, (face, meta) in enumerate(zip(faces, metas, strict=True))]  # fmt: skip
+    urls = [tmp_path / info.name for info in write_shards(samples, tmp_path, split="test", maxcount=4)]
+    pairs = [faces[0], faces[0], faces[0], faces[2], faces[3], faces[3], faces[4], faces[5]]
+    (tmp_path / "lfw.bin").write_bytes(pickle.dumps(([_encoded(f) for f in pairs], [True, False, True, False])))
+    metrics, plots = evaluate_model(_MeanColour(), {"faces": urls}, bins={"lfw": tmp_path / "lfw.bin"}, image_size=112,
+                                    n_pairs=20, folds=2, seed=0, batch_size=4)  # fmt: skip
+    assert "faces/verif/acc" in metrics and metrics["bin/lfw/verif/acc"] == 1.0  # identical faces: same vectors
+    assert set(plots) == {"faces_roc"} and {"fpr", "tpr", "threshold"} <= set(plots["faces_roc"][0])

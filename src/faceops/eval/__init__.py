@@ -3,6 +3,10 @@
 - `faceops.eval.verification`: pairs, cosine scores, 10-fold accuracy, ROC/AUC, TAR@FAR.
 - `faceops.eval.tasks`: expression, gender, age (MAE, LAP epsilon-error), 40 attributes.
 - `faceops.eval.groups`: per-group accuracy, mean, std, skewed error ratio (RFW protocol).
+- `faceops.eval.evaluate`: a model's predictions over a data stream, scored by the above.
+- `faceops.eval.bins`: verification on insightface ``.bin`` sets.
+- `faceops.eval.model`: ``evaluate_model``, the ``evaluate`` stage's work (shard splits and ``.bin`` sets);
+  these three import torch, so this package does not import them.
 
 Each ``*_metrics`` function returns its own keys with label counts; `merge_metrics` joins them into
 one dict for a run's metrics file.
