@@ -27,7 +27,7 @@ class FitParams(Section):
     backbone only (0 = off). ``batch_size`` is per process (torchrun: global batch = batch_size x
     processes), split over ``sources`` by share. ``precision`` applies on CUDA only; CPU runs are fp32
     so that a seeded run is reproducible. Resumable checkpoints every ``checkpoint_every`` steps;
-    dvclive gets interval means every ``log_every`` steps.
+    the step log (``faceops.io.steplog``) gets interval means every ``log_every`` steps.
     """
 
     sources: list[TrainSource] = Field(default_factory=lambda: [TrainSource(name="sample")])
