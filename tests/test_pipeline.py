@@ -3,6 +3,10 @@
 Checks the promises users rely on: the first `faceops run` goes through Prefect and produces shards and
 a report; a second run does nothing; one param change re-runs only the stages downstream of it; a
 `shard` stage killed with SIGKILL and re-run gives byte-identical shards.
+
+Each test runs alone and in any order: the module fixture ``built`` makes the first run (once per module),
+read-only tests look at it, and a test that changes the workspace works on its own copy (``own_copy``) or
+puts back what it changed.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,16 +42,40 @@ def _digests(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory, request):
-    root = tmp_path_factory.mktemp("ws")
-    copy_project(root, tiny_params())
+def _env(root: Path) -> dict:
     env = {**os.environ, "PREFECT_HOME": str(root / ".faceops" / "prefect"), "OMP_NUM_THREADS": "1"}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
+    return env
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A fresh git + DVC workspace with the tiny params; nothing has run in it."""
+    root = tmp_path_factory.mktemp("ws")
+    copy_project(root, tiny_params())
+    env = _env(root)
     _sh(["git", "init", "-q"], root, env)
     _sh([sys.executable, "-m", "dvc", "init", "-q"], root, env)
     _sh([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], root, env)
     return root, env
+
+
+@pytest.fixture(scope="module")
+def built(workspace):
+    """The workspace after its first `faceops run` (made once per module) and that run's output.
+
+    Tests may read it; one that changes it puts it back, or works on ``own_copy`` instead.
+    """
+    root, env = workspace
+    return root, env, _faceops(["run"], root, env)
+
+
+@pytest.fixture
+def own_copy(built, tmp_path):
+    """A copy of the built workspace (git, DVC cache, outputs, Prefect home) for a test that changes it."""
+    root = tmp_path / "ws"
+    shutil.copytree(built[0], root, symlinks=True)
+    return root, _env(root)
 
 
 def _ran(stdout: str) -> set[str]:
@@ -58,9 +87,8 @@ def _faceops(args: list[str], root: Path, env: dict) -> subprocess.CompletedProc
     return _sh([sys.executable, "-m", "flows.cli", *args], root, env)
 
 
-def test_first_run_goes_through_prefect_and_builds_everything(workspace):
-    root, env = workspace
-    result = _faceops(["run"], root, env)
+def test_first_run_goes_through_prefect_and_builds_everything(built):
+    root, _, result = built
     assert "pipeline finished" in result.stdout, result.stdout + result.stderr
     assert _ran(result.stdout) == {"sample", "ingest", "keypoints", "align", "shard", "pretrain", "train",
                                    "evaluate", "embed", "cluster", "report"}  # fmt: skip
@@ -73,8 +101,8 @@ def test_first_run_goes_through_prefect_and_builds_everything(workspace):
     assert (root / "dvc.lock").is_file()
 
 
-def test_second_run_is_a_noop_without_prefect(workspace):
-    root, env = workspace
+def test_second_run_is_a_noop_without_prefect(built):
+    root, env, _ = built
     start = time.monotonic()
     result = _faceops(["run"], root, env)
     elapsed = time.monotonic() - start
@@ -85,9 +113,9 @@ def test_second_run_is_a_noop_without_prefect(workspace):
     assert "Everything is up to date" in status.stdout
 
 
-def test_a_changed_default_stales_only_the_stages_that_read_its_section(workspace):
+def test_a_changed_default_stales_only_the_stages_that_read_its_section(built):
     """Each params section is its own module: editing keypoints' defaults leaves every other stage cached."""
-    root, _ = workspace
+    root, _, _ = built
     config = root / "src/faceops/config/keypoints.py"
     original = config.read_text()
     default = "crop_jitter: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1"
@@ -102,8 +130,9 @@ def test_a_changed_default_stales_only_the_stages_that_read_its_section(workspac
     assert stale_stages(root) == {}
 
 
-def test_param_change_reruns_only_downstream(workspace):
-    root, env = workspace
+def test_param_change_reruns_only_downstream(own_copy):
+    root, env = own_copy
+    assert stale_stages(root) == {}
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["evaluate"]["n_pairs"] = 30
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -115,15 +144,15 @@ def test_param_change_reruns_only_downstream(workspace):
     assert stale_stages(root) == {}
 
 
-def test_first_run_evaluates_the_trained_model(workspace):
-    root, _ = workspace
+def test_first_run_evaluates_the_trained_model(built):
+    root, _, _ = built
     metrics = yaml.safe_load((root / "metrics/evaluate.json").read_text())
     assert 0.0 <= metrics["sample/expr/acc"] <= 1.0
     assert (root / "models/swinface/model.pt").is_file()
 
 
-def test_first_run_clusters_and_predicts_landmarks(workspace):
-    root, _ = workspace
+def test_first_run_clusters_and_predicts_landmarks(built):
+    root, _, _ = built
     cluster = yaml.safe_load((root / "metrics/cluster.json").read_text())
     assert 1 <= cluster["clusters"] <= cluster["samples"]
     assert 0.0 <= cluster["gcn/pairwise/f"] <= 1.0
@@ -136,29 +165,61 @@ def test_first_run_clusters_and_predicts_landmarks(workspace):
     assert (root / "models/keypoints/keypoints.pt").is_file()
 
 
-def test_killed_shard_stage_rerun_gives_identical_bytes(workspace):
-    root, env = workspace
+#: Imported by every Python process of the killed `dvc repro` (it comes first on PYTHONPATH): the shard stage
+#: stops for good at its first tar member after one shard file is complete in its staging folder, and says so.
+PAUSE_SHARD_STAGE = """
+import os, sys
+if "stages.shard" in sys.orig_argv:
+    import pathlib, tarfile, time
+    _addfile = tarfile.TarFile.addfile
+
+    def addfile(self, *args, **kwargs):
+        if any(pathlib.Path("data").glob(".tmp-shards-*/*/*.tar")):
+            pathlib.Path(os.environ["FACEOPS_TEST_PAUSED"]).write_text(str(os.getpid()))
+            while True:
+                time.sleep(60)
+        return _addfile(self, *args, **kwargs)
+
+    tarfile.TarFile.addfile = addfile
+"""
+
+
+def test_killed_shard_stage_rerun_gives_identical_bytes(own_copy, tmp_path):
+    root, env = own_copy
     before = _digests(root / "data/shards")
+    hook, paused = tmp_path / "hook", tmp_path / "paused"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(PAUSE_SHARD_STAGE)
+    hooked = {**env, "FACEOPS_TEST_PAUSED": str(paused),
+              "PYTHONPATH": os.pathsep.join(p for p in (str(hook), env.get("PYTHONPATH")) if p)}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "dvc", "repro", "--single-item", "--force", "shard"],
-        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=root, env=hooked, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if list((root / "data").glob(".tmp-shards-*")):
-            break
-        time.sleep(0.002)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        deadline = time.monotonic() + 300
+        while not paused.exists():
+            assert proc.poll() is None, "the shard stage ended before it had written one shard of several"
+            assert time.monotonic() < deadline, "the shard stage did not write a shard within 300 s"
+            time.sleep(0.05)
+        assert list((root / "data").glob(".tmp-shards-*")), "killed outside the shard stage's writing"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     _faceops(["run"], root, env)
     assert _digests(root / "data/shards") == before
     assert not list((root / "data").glob(".tmp-*"))
     assert stale_stages(root) == {}
 
 
-def test_plots_render_offline_to_png(workspace):
-    root, env = workspace
-    _faceops(["plots"], root, env)
-    pngs = sorted((root / "plots" / "rendered").glob("*.png"))
-    assert any("loss_total" in p.name for p in pngs), pngs
-    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+def test_plots_render_offline_to_png(built):
+    root, env, _ = built
+    rendered = root / "plots" / "rendered"
+    assert not rendered.exists()
+    try:
+        _faceops(["plots"], root, env)
+        pngs = sorted(rendered.glob("*.png"))
+        assert any("loss_total" in p.name for p in pngs), pngs
+        assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    finally:
+        shutil.rmtree(rendered, ignore_errors=True)
