@@ -24,11 +24,14 @@ from stages._common import console, progress_bar, write_metrics
 from stages._finished import cache_folder, code_digest, restored
 
 
-def train_stage(stage: str, cfg: PretrainParams | TrainParams, *, seed: int, args: Any, init_file: Path | None = None) -> None:
+def train_stage(
+    stage: str, cfg: PretrainParams | TrainParams, *, seed: int, args: Any, init_file: Path | None = None
+) -> None:
     """Train (or restore the finished run with the same fingerprint); rank 0 writes ``--out``, metrics, log."""
     rank, world_size = (int(os.environ.get(name, default)) for name, default in (("RANK", 0), ("WORLD_SIZE", 1)))
     data = {s.name: runcache.shard_digests(split_urls(args.shards / s.name, "train")) for s in cfg.sources}
-    parts = [cfg.model_dump(mode="json"), seed, world_size, data, init_file.read_bytes() if init_file is not None else b""]
+    init_bytes = init_file.read_bytes() if init_file is not None else b""
+    parts = [cfg.model_dump(mode="json"), seed, world_size, data, init_bytes]
     key = runcache.fingerprint(stage, parts, code=code_digest(stage), device=runcache.device_type())
     outputs, cache = {"out": args.out, "metrics.json": args.metrics, "live": args.live}, cache_folder(args.cache)
     if cache is not None and runcache.is_finished(cache / key, outputs):
@@ -41,7 +44,9 @@ def train_stage(stage: str, cfg: PretrainParams | TrainParams, *, seed: int, arg
         runcache.prune_finished(cache)
 
 
-def _train(stage: str, cfg: PretrainParams | TrainParams, *, seed: int, args: Any, init_file: Path | None, resume_file: Path) -> None:
+def _train(
+    stage: str, cfg: PretrainParams | TrainParams, *, seed: int, args: Any, init_file: Path | None, resume_file: Path
+) -> None:
     """torch is imported here, not at the top: a restore never needs it (faceops.runcache)."""
     import torch
 

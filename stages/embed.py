@@ -39,8 +39,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         embedder = sha256_file(args.model / MODEL_FILE)
     device = device_type() if cfg.backend == "swinface" and cfg.runner != "dask" else "cpu"  # Dask workers: CPUs
-    reuse_or_run("embed", cache_folder(args.cache), [cfg.model_dump(mode="json"), embedder, reads],
-                 {"out": args.out, "metrics.json": args.metrics}, lambda: _run(args, cfg, device), device=device)  # fmt: skip
+    outputs = {"out": args.out, "metrics.json": args.metrics}
+    reuse_or_run("embed", cache_folder(args.cache), [cfg.model_dump(mode="json"), embedder, reads], outputs,
+                 lambda: _run(args, cfg, device), device=device)  # fmt: skip
 
 
 def _run(args: Any, cfg: EmbedParams, device: str) -> None:

@@ -1,4 +1,4 @@
-"""faceops.runcache (and its stage side, stages._finished): a finished run is restored when what decides it is unchanged."""
+"""faceops.runcache and its stage side (stages._finished): a finished run is restored when its inputs are unchanged."""
 
 from __future__ import annotations
 

@@ -69,7 +69,8 @@ def _fit_gcn(vectors: np.ndarray, labels: np.ndarray, held: np.ndarray | None, c
         return model, {"reduce": "mean", "min_score": cfg.min_score, "max_size": cfg.max_size, "step": cfg.split_step,
                        "calibrated": 0}  # fmt: skip
     model = train_linkage_gcn(vectors[~held], labels[~held], **gcn_args)
-    grid = [(score, size) for score, size in PROPAGATION_GRID if size <= cfg.max_size] or [(cfg.min_score, cfg.max_size)]
+    grid = [(score, size) for score, size in PROPAGATION_GRID if size <= cfg.max_size]
+    grid = grid or [(cfg.min_score, cfg.max_size)]
     chosen, f = tune_gcn_links(vectors[held], labels[held], model, grid=grid)
     return model, {**chosen, "calibrated": 1, "calibration_pairwise_f": f, "calibration_samples": int(held.sum())}
 
