@@ -7,7 +7,9 @@ run records a version commit and a promotion decision, and stopping the server e
 keeps the retrain schedule for the next start.
 
 Bounded: every wait has a deadline, the server listens on 127.0.0.1 only, and the pipeline is tiny (no
-pre-training, 3 training steps) so the two runs take a few minutes on 2 busy cores.
+pre-training, 3 training steps) so the two runs take a few minutes on 2 busy cores. Ordered, not timed:
+"while the first run is still running" is made true by holding the workspace's writers lock, so the
+first run cannot start a stage until the second run exists, however fast or slow the machine is.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,7 +33,7 @@ import yaml
 from faceops.config.params import parse_params
 from faceops.sample import generate_sample
 from flows.serve import EVENT_SETTLED, ServeError, build_deployments, workspace_slug
-from flows.workspace import stale_stages
+from flows.workspace import STATE_DIR, WRITERS_LOCK, stale_stages
 from tiny_workspace import copy_project, tiny_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,7 +81,7 @@ def _healthy(api: str) -> bool:
         return False
 
 
-def _wait(predicate, timeout: float, what: str, server: subprocess.Popen, log: Path):
+def _wait(predicate, timeout: float, what: str, server: subprocess.Popen, log: Path, every: float = 1.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -85,7 +89,7 @@ def _wait(predicate, timeout: float, what: str, server: subprocess.Popen, log: P
             return value
         assert server.poll() is None, f"faceops serve exited ({server.returncode}) while waiting for {what}:\n" \
                                       + log.read_text()[-4000:]  # fmt: skip
-        time.sleep(1.0)
+        time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; serve output:\n{log.read_text()[-4000:]}")
 
 
@@ -123,6 +127,26 @@ class _Api:
 
 def _state(run) -> str:
     return run.state.type.value if run.state else "NONE"
+
+
+@contextmanager
+def _writers_held(root: Path, server: subprocess.Popen, log: Path) -> Iterator[None]:
+    """Hold the workspace's writers lock exclusively: meanwhile no run can start a stage (each DVC child and
+    stage command takes it shared first, and waits), so a run that is running stays running."""
+    with open(root / STATE_DIR / WRITERS_LOCK, "a+") as handle:
+
+        def take() -> bool:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:  # a stage is running: its lock goes when it ends
+                return False
+
+        _wait(take, 300, "the writers lock (free between two stages)", server, log, every=0.01)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _serve(root: Path, env: dict, port: int, log: Path) -> subprocess.Popen:
@@ -234,10 +258,19 @@ def test_inbox_drops_become_versions_queued_one_run_at_a_time(tmp_path):
         started = time.monotonic()
         _drop(inbox, {"a.jpg": photos[0], "b.jpg": photos[1], "c.jpg": photos[2]})
         (inbox / "d.jpg.part").write_bytes(photos[3][:100])
-        first = _wait(lambda: [r for r in client.runs("faceops-new-data") if _state(r) == "RUNNING"],
-                      120, "the first new-data run to start", server, log)[0]  # fmt: skip
-        # Batch 2 while the first run is running: two new photos and a copy of a.jpg under another name.
-        _drop(inbox, {"e.jpg": photos[4], "f.jpg": photos[5], "a_copy.jpg": photos[0]})
+        # The first run has taken batch 1 (the files left the inbox) and has a whole pipeline to go: from
+        # here until the second run exists, the writers lock keeps it from finishing (or starting a stage).
+        _wait(lambda: not {"a.jpg", "b.jpg", "c.jpg"} & {p.name for p in inbox.iterdir()}, 120,
+              "the first new-data run to take batch 1", server, log, every=0.01)  # fmt: skip
+        with _writers_held(root, server, log):
+            (first,) = client.runs("faceops-new-data")
+            assert _state(first) == "RUNNING", _state(first)
+            # Batch 2 while the first run is running: two new photos and a copy of a.jpg under another name.
+            _drop(inbox, {"e.jpg": photos[4], "f.jpg": photos[5], "a_copy.jpg": photos[0]})
+            _wait(lambda: len(client.runs("faceops-new-data")) == 2, 120, "the second new-data run to be created",
+                  server, log)  # fmt: skip
+            (still,) = [r for r in client.runs("faceops-new-data") if r.id == first.id]
+            assert _state(still) == "RUNNING", "the first run ended while the writers lock was held"
 
         def both_done():
             runs = client.runs("faceops-new-data")
