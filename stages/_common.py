@@ -21,7 +21,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from faceops.config.core import ParamsError, Section, load_sections
 from faceops.io.atomic import atomic_write_text
 from faceops.processes import hold_shared_lock
-from faceops.runtime import decisive_versions
+from faceops.runtime import decisive_versions, pin_cpu_kernels
+
+# With FACEOPS_CPU_KERNELS=avx2, torch, MKL and oneDNN run at one fixed CPU kernel level (AVX2) in every
+# stage process, so a network trained on an AVX-512 CPU gets the same bytes as on an AVX2 one (opt-in: it
+# costs ~24% CPU time in pretrain). Set here, before any stage imports torch; a value already in the
+# environment wins (docs/ARCHITECTURE.md, "Reproducibility across machines").
+pin_cpu_kernels()
 
 console = Console(stderr=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib import metadata
@@ -49,7 +50,7 @@ def test_decisive_versions_agree_with_the_libraries() -> None:
     import torch
 
     versions = runtime.decisive_versions()
-    assert set(versions) == {"python", "numpy", "opencv", "libjpeg_turbo", "pillow", "torch"}
+    assert set(versions) == {"python", "numpy", "opencv", "libjpeg_turbo", "pillow", "torch", "cpu_kernels"}
     assert all(isinstance(v, str) and v for v in versions.values())
     assert versions["numpy"] == numpy.__version__
     assert versions["torch"] == torch.__version__ == runtime.torch_version()
@@ -112,3 +113,43 @@ def test_stage_metrics_carry_the_versions(tmp_path) -> None:
     written = json.loads(path.read_text())
     assert written == {"count": 3, "a/b": 0.5, **{f"env/{k}": v for k, v in runtime.decisive_versions().items()}}
     assert list(written) == sorted(written)  # stable bytes
+
+
+def test_pin_cpu_kernels_sets_the_fixed_level_where_unset_and_a_users_value_wins() -> None:
+    assert runtime.pin_cpu_kernels(native := {}, has_avx2=True) == {} and native == {}  # opt-in
+    environ = {"MKL_CBWR": "COMPATIBLE", runtime.CPU_KERNELS_SWITCH: "avx2"}
+    assert runtime.pin_cpu_kernels(environ, has_avx2=True) == {**runtime.CPU_KERNELS, "MKL_CBWR": "COMPATIBLE"}
+    assert environ["ATEN_CPU_CAPABILITY"] == "avx2" and environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert runtime.cpu_kernels(environ) == "ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=AVX2"
+    # a CPU without AVX2 keeps its own kernels (forcing AVX2 there would stop on an illegal instruction)
+    untouched = {runtime.CPU_KERNELS_SWITCH: "avx2"}
+    assert runtime.pin_cpu_kernels(untouched, has_avx2=False) == {} and set(untouched) == {runtime.CPU_KERNELS_SWITCH}
+    assert runtime.cpu_kernels({}) == "native"
+
+
+def test_cpu_has_avx2_reads_the_flags_line(tmp_path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx fma avx2 avx512f\n")
+    assert runtime._cpu_has_avx2(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx\n")
+    assert not runtime._cpu_has_avx2(cpuinfo)
+    assert not runtime._cpu_has_avx2(tmp_path / "missing")
+
+
+def test_a_stage_process_runs_torch_at_the_fixed_kernel_level_when_asked() -> None:
+    """With the switch, importing stages._common pins the level before torch computes; a set value wins."""
+    code = (
+        "import stages._common, torch; torch.ones(2) + 1; "
+        "print(torch.backends.cpu.get_cpu_capability(), stages._common.decisive_versions()['cpu_kernels'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in (*runtime.CPU_KERNELS, runtime.CPU_KERNELS_SWITCH)}
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env).stdout
+    assert out.split()[1] == "native"  # without the switch: the CPU's own kernels
+    env[runtime.CPU_KERNELS_SWITCH] = "avx2"
+    if not runtime._cpu_has_avx2():
+        pytest.skip("this CPU has no AVX2: its own kernels are kept")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env).stdout
+    assert out.split(maxsplit=1) == ["AVX2", runtime.cpu_kernels(runtime.CPU_KERNELS) + "\n"]
+    env["ATEN_CPU_CAPABILITY"] = "default"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env).stdout
+    assert out.split()[0] == "DEFAULT"

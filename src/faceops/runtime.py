@@ -16,13 +16,24 @@ from __future__ import annotations
 import functools
 import importlib.util
 import mmap
+import os
 import platform
 import re
 import sys
+from collections.abc import Mapping, MutableMapping
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["decisive_versions", "jpeg_library", "opencv_build_information", "torch_version"]
+__all__ = [
+    "CPU_KERNELS",
+    "CPU_KERNELS_SWITCH",
+    "cpu_kernels",
+    "decisive_versions",
+    "jpeg_library",
+    "opencv_build_information",
+    "pin_cpu_kernels",
+    "torch_version",
+]
 
 #: What a missing library is recorded as (a metrics value is never empty).
 MISSING = "not installed"
@@ -37,6 +48,15 @@ _JPEG_LINE = re.compile(r"^\s*JPEG:\s*(?P<description>.+?)\s*$", re.MULTILINE)
 _VERSION = re.compile(r"\(ver\s+(?P<version>[^)\s]+)\)")
 #: How OpenCV's build information begins (modules/core/src/system.cpp: "\nGeneral configuration for OpenCV ...").
 _BUILD_INFORMATION_START = b"\nGeneral configuration for OpenCV"
+
+#: One CPU kernel level for torch's three kernel libraries, instead of the best each finds on the CPU:
+#: ATen's vectorized kernels, MKL's code path (GEMMs) and oneDNN's ISA (convolutions). Measured: each of
+#: the three changes a trained network's bytes between an AVX-512 and an AVX2 CPU, and with all three
+#: pinned both give the same bytes, at ~24% more CPU time for pretrain (docs/ARCHITECTURE.md,
+#: "Reproducibility across machines"). So it is opt-in: ``FACEOPS_CPU_KERNELS=avx2``.
+CPU_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+#: The switch :func:`pin_cpu_kernels` reads: ``avx2`` pins :data:`CPU_KERNELS`; unset, the CPU's own kernels.
+CPU_KERNELS_SWITCH = "FACEOPS_CPU_KERNELS"
 
 
 @functools.cache
@@ -54,6 +74,39 @@ def torch_version() -> str:
     module = importlib.util.module_from_spec(version_spec)
     version_spec.loader.exec_module(module)
     return str(module.__version__)
+
+
+def _cpu_has_avx2(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this (Linux, x86-64) CPU runs AVX2 and FMA code; False where that cannot be read."""
+    try:
+        with cpuinfo.open() as file:
+            flags = next((line.split(":", 1)[1].split() for line in file if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx2" in flags and "fma" in flags
+
+
+def pin_cpu_kernels(environ: MutableMapping[str, str] = os.environ, *, has_avx2: bool | None = None) -> dict[str, str]:
+    """With ``FACEOPS_CPU_KERNELS=avx2`` in ``environ``, set :data:`CPU_KERNELS` there where unset (a value
+    already there wins); returns the kernel settings in force.
+
+    Must run before the process's first torch computation (the three libraries read them once). Only on
+    an x86-64 CPU with AVX2 (forcing AVX2 elsewhere would stop on an illegal instruction), so a CPU
+    without AVX2, an ARM one or another OS keeps its own kernels and may give other bytes.
+    """
+    if environ.get(CPU_KERNELS_SWITCH, "").strip().lower() == "avx2":
+        if has_avx2 is None:
+            has_avx2 = platform.machine().lower() in ("x86_64", "amd64") and _cpu_has_avx2()
+        if has_avx2:
+            for name, value in CPU_KERNELS.items():
+                environ.setdefault(name, value)
+    return {name: environ[name] for name in CPU_KERNELS if name in environ}
+
+
+def cpu_kernels(environ: Mapping[str, str] = os.environ) -> str:
+    """The kernel level settings in ``environ``, for a run record: ``"ATEN_CPU_CAPABILITY=avx2 ..."`` or ``"native"``."""
+    found = [f"{name}={environ[name]}" for name in CPU_KERNELS if name in environ]
+    return " ".join(found) or "native"
 
 
 def jpeg_library(build_information: str) -> tuple[str, str]:
@@ -142,8 +195,9 @@ def decisive_versions() -> dict[str, str]:
 
     Keys: ``python``, ``numpy``, ``opencv`` (the wheel's version, which also fixes the libraries bundled
     in it), ``libjpeg_turbo`` (inside OpenCV: encodes aligned faces and sample photos), ``pillow`` (decodes
-    photos at ingest; its wheel bundles its own libjpeg-turbo), ``torch`` (with its build tag). Costs a few
-    milliseconds: nothing is imported (cv2's build information is read from its library file).
+    photos at ingest; its wheel bundles its own libjpeg-turbo), ``torch`` (with its build tag), and
+    ``cpu_kernels``: the kernel level torch runs at (:func:`cpu_kernels`; it decides trained bytes too).
+    Costs a few milliseconds: nothing is imported (cv2's build information is read from its library file).
     """
     return dict(_decisive_versions())
 
@@ -154,4 +208,5 @@ def _decisive_versions() -> tuple[tuple[str, str], ...]:
     versions.update(_opencv())
     versions["pillow"] = _distribution_version("pillow", "Pillow") or MISSING
     versions["torch"] = _torch()
+    versions["cpu_kernels"] = cpu_kernels()
     return tuple(sorted(versions.items()))
