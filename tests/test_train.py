@@ -21,10 +21,26 @@ from faceops.labels import sample_id
 from faceops.models import create_model, param_groups
 from faceops.models.tasks import head_by_name
 from faceops.train import (
-    IMAGE_MEAN, IMAGE_STD, TrainingRun, batch_counts, build_training, close_distributed, fit, flip_images,
-    init_backbone, init_distributed, label_stats, load_trained_model, make_scheduler, model_record,
-    normalize_images, summarize, to_targets, warmup_cosine,
+    IMAGE_MEAN,
+    IMAGE_STD,
+    TrainingRun,
+    batch_counts,
+    build_training,
+    close_distributed,
+    fit,
+    flip_images,
+    init_backbone,
+    init_distributed,
+    label_stats,
+    load_trained_model,
+    make_scheduler,
+    model_record,
+    normalize_images,
+    summarize,
+    to_targets,
+    warmup_cosine,
 )  # fmt: skip
+from faceops.train.terms import LossTerm, TermInputs, cosine_ramp, linear_ramp
 
 TINY = {"mlff_width": 16}  # swinface_cpu with 16-wide fusion: same structure, ~4x cheaper subnets
 N_IDS, PER_ID, MAXCOUNT = 4, 8, 8  # "blobs": 32 samples in 4 shards (2 per rank with 2 ranks)
@@ -465,3 +481,80 @@ def test_disabled_pretrain_makes_train_start_from_scratch(shards, tmp_path):
     assert record["enabled"] is False and record["state_dict"] == {}
     with pytest.raises(ValueError, match="disabled stage"):
         load_trained_model(tmp_path / "pre" / "model.pt")
+
+
+# ---- extra loss terms (faceops.train.terms) -------------------------------------------------------
+
+
+class _NoisyViewTerm(LossTerm):
+    """Appends a noisy copy of the batch (its own seeded generator) and pulls the two embeddings together
+    through a small trainable projection: rows, a generator and a parameter, as real terms have."""
+
+    def __init__(self, width: int, weight: float = 1.0, schedule=None):
+        super().__init__("noisy_view", weight, schedule)
+        self.project = torch.nn.Linear(width, width)
+        self.generator = torch.Generator().manual_seed(11)
+        self.seen: list[tuple[int, slice, int]] = []
+
+    def extra_rows(self, images, batch):
+        noise = torch.randn(images.shape, generator=self.generator) * 0.1
+        return images + noise.to(images.device)
+
+    def forward(self, inputs: TermInputs):
+        emb = inputs.outputs["Recognition"]
+        self.seen.append((inputs.batch_size, inputs.rows, emb.shape[0]))
+        own, other = emb[: inputs.batch_size], emb[inputs.rows]
+        return (self.project(own) - other).pow(2).mean()
+
+
+def _run_with_term(shards, steps, *, weight=1.0, path=None, resume=None, hooks=(), schedule=None, **build):
+    terms: list[_NoisyViewTerm] = []
+
+    def make(model):
+        terms.append(_NoisyViewTerm(model.num_features, weight, schedule))
+        return terms
+
+    r = _build(shards, model_name="swinface_cpu_rec", steps=steps, batch=4, make_terms=make, **build)
+    save = functools.partial(save_checkpoint, path, kind="resume") if path else None
+    result = fit(r.model, r.loss_fn, r.optimizer, r.scheduler, r.batches, steps=steps, seed=3, save=save,
+                 checkpoint_every=2 if path else 0, resume=resume, hooks=hooks, terms=r.terms)  # fmt: skip
+    return r, terms[0], result
+
+
+def test_a_term_adds_rows_to_one_forward_and_its_loss_is_logged_and_trained(shards):
+    r, term, result = _run_with_term(shards, steps=3)
+    assert term.seen == [(4, slice(4, 8), 8)] * 3  # the task loss saw 4 rows, the term all 8, its own 4..8
+    assert all("loss/noisy_view" in entry for _, entry in result.history)
+    assert any(p in {id(q) for g in r.optimizer.param_groups for q in g["params"]} for p in map(id, term.parameters()))
+    total_weight = [e["loss/total"] - e["loss/Recognition"] for _, e in result.history]
+    assert total_weight == pytest.approx([e["loss/noisy_view"] for _, e in result.history], rel=1e-5)
+
+
+def test_a_term_at_weight_zero_is_logged_but_adds_nothing(shards):
+    _, _, result = _run_with_term(shards, steps=3, weight=0.0)
+    for _, entry in result.history:
+        assert entry["loss/noisy_view"] > 0 and entry["loss/total"] == pytest.approx(entry["loss/Recognition"])
+
+
+def test_a_run_with_a_term_resumes_to_identical_weights(shards, tmp_path):
+    path = tmp_path / "last.pt"
+    r_a, term_a, result_a = _run_with_term(shards, steps=6)
+    with pytest.raises(_Killed):
+        _run_with_term(shards, steps=6, path=path, hooks=[_kill_after(3)])
+    r_b, term_b, result_b = _run_with_term(shards, steps=6, path=path, resume=load_checkpoint(path, kind="resume"))
+    for name, tensor in {**r_a.model.state_dict(), **term_a.state_dict()}.items():
+        assert torch.equal(tensor, {**r_b.model.state_dict(), **term_b.state_dict()}[name]), name
+    assert result_a.history == result_b.history
+
+
+def test_term_schedules_and_names_are_checked():
+    ramp = linear_ramp(0.2, 0.6)
+    assert [ramp(p) for p in (0.0, 0.2, 0.4, 0.6, 0.9)] == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0])
+    smooth = cosine_ramp(0.0, 1.0)
+    assert smooth(0.0) == pytest.approx(0.0) and smooth(0.5) == pytest.approx(0.5) and smooth(0.999) > 0.99
+    with pytest.raises(ValueError, match="without '/'"):
+        _NoisyViewTerm.__mro__[1]("a/b", 1.0)
+    with pytest.raises(ValueError, match="weight"):
+        _NoisyViewTerm(4, weight=-1.0)
+    term = _NoisyViewTerm(4, weight=2.0, schedule=linear_ramp(0.5, 0.5))
+    assert term.factor(0.4) == 0.0 and term.factor(0.5) == 2.0

@@ -88,7 +88,7 @@ def run_training(
         device=dist.device, precision=cfg.precision, grad_clip=cfg.grad_clip, log=log, log_every=cfg.log_every,
         checkpoint_every=cfg.checkpoint_every, resume=resume,
         hooks=[lambda info: progress(1)] if progress is not None else [],
-        save=lambda state: save_checkpoint(resume_file, {**state, **about}, kind="resume"),
+        save=lambda state: save_checkpoint(resume_file, {**state, **about}, kind="resume"), terms=run.terms,
     )  # fmt: skip
     seconds = time.perf_counter() - began
     init_name = getattr(cfg, "init", "pretrain") if init is not None else "scratch"

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from faceops.train.batch import normalize_images
 from faceops.train.distributed import mean_across_ranks, world_info
 from faceops.train.mixing import Batch
+from faceops.train.terms import LossTerm, TermInputs
 
 __all__ = ["StepInfo", "FitResult", "BatchStream", "fit", "summarize"]
 
@@ -60,14 +61,37 @@ class FitResult:
 
 
 class _Objective(nn.Module):
-    """Model + loss as one module, so DDP averages the gradients of both (margin centres included)."""
+    """Model + loss + extra terms as one module, so DDP averages all their gradients (margin centres included).
 
-    def __init__(self, model: nn.Module, loss_fn: nn.Module):
+    One forward over the batch and the rows the terms add (``faceops.train.terms``): the task loss sees
+    the batch's own rows, each term the whole forward batch.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: nn.Module, terms: Sequence[LossTerm] = ()):
         super().__init__()
-        self.model, self.loss_fn = model, loss_fn
+        self.model, self.loss_fn, self.terms = model, loss_fn, nn.ModuleList(terms)
 
-    def forward(self, images, targets, masks, progress: float):
-        return self.loss_fn(self.model(images), targets, masks, progress=progress)
+    def forward(self, images, targets, masks, progress: float, batch=None):
+        n = images.shape[0]
+        added = [term.extra_rows(images, batch) for term in self.terms]
+        rows, offset = [], n
+        for extra in added:
+            count = 0 if extra is None else extra.shape[0]
+            rows.append(slice(offset, offset + count))
+            offset += count
+        forward = torch.cat([images, *(a for a in added if a is not None)]) if offset > n else images
+        outputs = self.model(forward)
+        task_outputs = {k: v[:n] for k, v in outputs.items()} if offset > n else outputs
+
+        def task_loss(outs, tgts, msks):
+            return self.loss_fn(outs, tgts, msks, progress=progress)
+
+        total, parts = task_loss(task_outputs, targets, masks)
+        for term, term_rows in zip(self.terms, rows, strict=True):
+            value = term(TermInputs(forward, outputs, n, term_rows, targets, masks, batch, progress, task_loss))
+            total = total + term.factor(progress) * value
+            parts = {**parts, term.name: value}
+        return total, parts
 
 
 def _module_generators(module: nn.Module) -> dict[str, torch.Generator]:
@@ -114,6 +138,7 @@ def fit(
     checkpoint_every: int = 0,
     resume: Mapping[str, Any] | None = None,
     hooks: Sequence[Callable[[StepInfo], None]] = (),
+    terms: Sequence[LossTerm] = (),
 ) -> FitResult:
     """Train ``model`` with ``loss_fn`` for ``steps`` optimizer steps (continuing ``resume`` if given).
 
@@ -138,6 +163,8 @@ def fit(
         checkpoint_every: checkpoint interval in steps (0 = never).
         resume: a state produced by ``save`` (loaded with ``load_checkpoint``) to continue from.
         hooks: called on every rank after each step (and after its checkpoint) with :class:`StepInfo`.
+        terms: extra objectives added to the task loss (``faceops.train.terms.LossTerm``), each logged as
+            ``loss/<name>``; their parameters must be in ``optimizer`` (``build_training(terms=...)``).
 
     Returns:
         :class:`FitResult` with the final step and the whole logged history.
@@ -147,7 +174,12 @@ def fit(
     rank, world_size = world_info()
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if device.type == "cuda" else None
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    generators = _module_generators(loss_fn)
+    names = [term.name for term in terms]
+    if len(set(names)) != len(names):
+        raise ValueError(f"loss terms need unique names, got {names}")
+    objective: nn.Module = _Objective(model, loss_fn, terms)
+    extra_terms = objective.terms
+    generators = {**_module_generators(loss_fn), **{f"terms.{k}": g for k, g in _module_generators(extra_terms).items()}}
     clip_params = list(model.backbone_parameters()) if grad_clip > 0 else []
     start, history, window = 0, [], {"sums": {}, "count": 0}
     if resume is None:
@@ -155,6 +187,7 @@ def fit(
     else:
         model.load_state_dict(resume["model"])
         loss_fn.load_state_dict(resume["loss"])
+        extra_terms.load_state_dict(resume.get("terms", {}))
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         scaler.load_state_dict(resume["scaler"])
@@ -162,7 +195,6 @@ def fit(
         _restore_rng(resume["rng"], generators, device)
         start, history = int(resume["step"]), [list(entry) for entry in resume["history"]]
         window = {"sums": dict(resume["log_window"]["sums"]), "count": int(resume["log_window"]["count"])}
-    objective: nn.Module = _Objective(model, loss_fn)
     if world_size > 1:
         objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
     objective.train()
@@ -176,7 +208,7 @@ def fit(
 
         # ---- forward --------------------------------------------------------------------------
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            total, parts = objective(images, targets, masks, progress=step / steps)
+            total, parts = objective(images, targets, masks, progress=step / steps, batch=batch)
 
         # ---- backward, clipping (backbone only, as SwinFace), step -----------------------------
         optimizer.zero_grad(set_to_none=True)
@@ -210,6 +242,7 @@ def fit(
                 "step": step + 1,
                 "model": model.state_dict(),
                 "loss": loss_fn.state_dict(),
+                "terms": extra_terms.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),

@@ -9,7 +9,7 @@ fixed because it fixes the random draws: the global seed is set right before the
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from faceops.train.batch import label_stats, to_targets
 from faceops.train.export import init_backbone, init_head_bias
 from faceops.train.mixing import MixedBatches, batch_counts
 from faceops.train.schedule import make_scheduler
+from faceops.train.terms import LossTerm
 
 __all__ = ["TrainingRun", "build_training"]
 
@@ -38,6 +39,7 @@ class TrainingRun:
         scheduler: linear warm-up then cosine decay, stepped once per optimizer step.
         batches: the endless multi-source stream (``MixedBatches``).
         identities: class names of the recognition head, in class order (empty without identities).
+        terms: extra loss terms (``faceops.train.terms``), their parameters in the heads' group.
     """
 
     model: nn.Module
@@ -46,6 +48,7 @@ class TrainingRun:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     batches: MixedBatches
     identities: list[str]
+    terms: tuple[LossTerm, ...] = ()
 
 
 def build_training(
@@ -70,6 +73,7 @@ def build_training(
     device: torch.device | str = "cpu",
     init: Mapping[str, Any] | None = None,
     model_args: Mapping[str, Any] | None = None,
+    make_terms: Callable[[nn.Module], Sequence[LossTerm]] | None = None,
 ) -> TrainingRun:
     """Build a training run over the training shards of several sources.
 
@@ -89,6 +93,9 @@ def build_training(
         init: an exported model record whose weights start the model (``init_backbone``): a pre-trained
             recognition model (the backbone) or a promoted model of the same variant (everything; its
             trained age head then keeps its bias); ``None`` starts from scratch.
+        make_terms: builds the run's extra loss terms from the model (called right after the model is
+            made and initialised, so their random initial weights follow the seed too); their parameters
+            train with the heads.
 
     Raises:
         ValueError: the shards hold no identity while the model learns recognition only, or
@@ -110,9 +117,12 @@ def build_training(
         len(identities), model.num_features, s=margin_scale, m_cos=margin_cos, sample_rate=sample_rate, seed=seed,
     ) if identities else None  # fmt: skip
     loss_fn = SwinFaceLoss(margin, model.head_specs).to(device)
+    terms = tuple(make_terms(model)) if make_terms is not None else ()
     model.to(device)
+    for term in terms:
+        term.to(device)
     groups = param_groups(model, lr, backbone_lr_scale=backbone_lr_scale, weight_decay=weight_decay,
-                          extra_head_modules=[loss_fn])  # fmt: skip
+                          extra_head_modules=[loss_fn, *terms])  # fmt: skip
     optimizer = torch.optim.AdamW(groups)
     scheduler = make_scheduler(optimizer, warmup_steps=warmup_steps, total_steps=steps, final_ratio=final_lr_ratio)
     classes = {name: i for i, name in enumerate(identities)} if identities else None
@@ -121,4 +131,4 @@ def build_training(
         num_workers=num_workers, hflip=hflip, pin_memory=device.type == "cuda",
         encode=functools.partial(to_targets, heads=model.head_specs, identity_to_class=classes),
     )  # fmt: skip
-    return TrainingRun(model, loss_fn, optimizer, scheduler, batches, identities)
+    return TrainingRun(model, loss_fn, optimizer, scheduler, batches, identities, terms)
