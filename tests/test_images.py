@@ -16,6 +16,7 @@ from PIL import Image, ImageFile
 from faceops.io.images import (
     REJECT_REASONS,
     ImageRejected,
+    _plain_jpeg_header,
     decode_image,
     read_image,
     read_image_bytes,
@@ -227,6 +228,59 @@ class TestExifOrientation:
         right, left = out[:, 13:].reshape(-1, 3).mean(axis=0), out[:, :7].reshape(-1, 3).mean(axis=0)
         assert right[0] > 230 and right[2] < 25
         assert left[2] > 230 and left[0] < 25
+
+
+def _pillow_reference(data: bytes) -> np.ndarray:
+    """What Pillow alone makes of a file: full decode, EXIF orientation applied, RGB."""
+    from PIL import ImageOps
+
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+
+
+def _big_endian_exif(orientation: int) -> bytes:
+    """An EXIF block in Motorola byte order (Pillow writes Intel order) holding only the orientation."""
+    return b"MM\x00\x2a" + struct.pack(">I", 8) + struct.pack(">H", 1) + struct.pack(">HHIH2x", 0x0112, 3, 1, orientation) \
+        + b"\x00\x00\x00\x00"  # fmt: skip
+
+
+class TestPlainJpegFastPath:
+    """Plain JPEGs are decoded by OpenCV from their own marker segments; the pixels must be Pillow's."""
+
+    @pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
+    @pytest.mark.parametrize("byte_order", ["intel", "motorola"])
+    def test_same_pixels_as_pillow_in_every_orientation(self, orientation: int, byte_order: str):
+        if byte_order == "intel":
+            exif = Image.Exif()
+            exif[0x0112] = orientation
+            block = exif.tobytes()
+        else:
+            block = b"Exif\x00\x00" + _big_endian_exif(orientation)
+        data = encode(Image.fromarray(noise(30, 44)), "JPEG", quality=90, exif=block)
+        assert _plain_jpeg_header(data) == ((44, 30), orientation)  # the fast path takes it
+        assert np.array_equal(decode_image(data, max_pixels=LIMIT), _pillow_reference(data))
+
+    def test_other_jpegs_take_pillows_path_with_the_same_pixels(self):
+        image = Image.fromarray(noise(30, 44))
+        progressive = encode(image, "JPEG", quality=90, progressive=True)
+        grey = encode(image.convert("L"), "JPEG", quality=90)
+        cmyk = encode(image.convert("CMYK"), "JPEG", quality=90)
+        for data in (progressive, grey, cmyk):
+            assert _plain_jpeg_header(data) is None
+            assert np.array_equal(decode_image(data, max_pixels=LIMIT), _pillow_reference(data))
+
+    def test_size_limits_come_from_the_frame_header_before_decoding(self):
+        data = encode(Image.fromarray(noise(30, 44)), "JPEG", quality=90)
+        with pytest.raises(ImageRejected) as info:
+            decode_image(data, max_pixels=44 * 30 - 1)
+        assert info.value.reason == "too_large" and "44x30" in info.value.detail
+
+    def test_a_truncated_plain_jpeg_gets_pillows_verdict(self):
+        data = encode(Image.fromarray(noise(30, 44)), "JPEG", quality=90)
+        assert _plain_jpeg_header(data[:-40]) is None
+        with pytest.raises(ImageRejected) as info:
+            decode_image(data[:-40], max_pixels=LIMIT)
+        assert info.value.reason == "truncated"
 
 
 class TestFiles:

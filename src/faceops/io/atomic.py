@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,8 +34,9 @@ __all__ = [
 
 _STAGING_PREFIX = ".tmp-"
 _OWNER = r"(?P<owner>\d+-\d+\.\d+)"
-# Written files are meant to be read by others (DVC, users); mkstemp's 0600 would hide them.
+# Written files are meant to be read by others (DVC, users), as a plain open() would make them.
 _FILE_MODE = 0o644
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _identity: tuple[int, str] | None = None
 
 
@@ -62,18 +62,19 @@ def atomic_file(path: str | os.PathLike[str], *, durable: bool = True) -> Iterat
     """
     folder, name = os.path.split(os.fspath(path))
     folder = folder or "."
+    # A unique name of our own (not mkstemp: it is a fifth of a cache write's cost), created exclusively.
+    tmp = f"{folder}/.{name}.{_owner()}.{os.urandom(6).hex()}.tmp"
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.{_owner()}.", suffix=".tmp")
+        fd = os.open(tmp, _CREATE_FLAGS, _FILE_MODE)
     except FileNotFoundError:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.{_owner()}.", suffix=".tmp")
+        fd = os.open(tmp, _CREATE_FLAGS, _FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
-        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -25,10 +25,12 @@ what a valid image is and on its pixels. The rules, and why:
   Pillow plugins, and each one is more attack surface.
 
 **Fast path for plain JPEGs** (most photos: Pillow's decode plus its RGBX -> RGB copies took ~1.2x
-the time of OpenCV's decode, the largest cost of the align stage). A JPEG whose header Pillow parsed
-as 8-bit RGB, and whose bytes show exactly one sequential Huffman scan followed by EOI with no stray
-marker in the entropy data, is decoded by OpenCV straight into an RGB array; the EXIF orientation is
-then applied as above. Both libraries decode with libjpeg-turbo's defaults (ISLOW IDCT, fancy
+the time of OpenCV's decode, the largest cost of the align stage). A JPEG whose own marker segments
+show an 8-bit, 3-component frame (no Adobe colour transform, not a multi-picture file) and exactly one
+sequential Huffman scan followed by EOI with no stray marker in the entropy data is decoded by OpenCV
+straight into an RGB array; its size limits are checked on the frame header first and its EXIF
+orientation (read from the same segments) is then applied as above. One pass over the markers
+replaces Pillow's header parse, which cost as much as the rest of the align stage's bookkeeping. Both libraries decode with libjpeg-turbo's defaults (ISLOW IDCT, fancy
 upsampling), so the pixels are the same (tests compare them). The structural check keeps the
 verdicts the same: Pillow rejects a file that ends early or whose scan runs into a bad marker, while
 OpenCV decodes it with a warning, so any such file, and any file OpenCV cannot decode, takes the
@@ -188,13 +190,13 @@ def decode_image(data: bytes, *, max_pixels: int, min_side: int = 1) -> np.ndarr
             "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True (set by other code in this process), so truncated "
             "images would decode silently; set it back to False before decoding"
         )
+    fast = _decode_plain_jpeg(data, max_pixels=max_pixels, min_side=min_side)
+    if fast is not None:
+        return fast
     _check_webp_length(data)  # before opening: Pillow's WebP open fails on a short file with a vague error
     im = _open_header(data)
     _check_size(im.size, max_pixels=max_pixels, min_side=min_side)
     _check_png_chunks(im.format, data)
-    fast = _decode_plain_jpeg(im, data)
-    if fast is not None:
-        return fast
     try:
         im.load()
         ImageOps.exif_transpose(im, in_place=True)
@@ -252,47 +254,82 @@ def _check_webp_length(data: bytes) -> None:
             raise ImageRejected("truncated", f"WEBP file has {len(data)} bytes, its header declares {declared}")
 
 
-def _decode_plain_jpeg(im: ImageFile.ImageFile, data: bytes) -> np.ndarray | None:
-    """[H, W, 3] uint8 RGB of a plain JPEG via OpenCV (module docstring), or None for the Pillow path."""
-    if im.format != "JPEG" or im.mode != "RGB" or not _is_plain_jpeg(data):
+def _decode_plain_jpeg(data: bytes, *, max_pixels: int, min_side: int) -> np.ndarray | None:
+    """[H, W, 3] uint8 RGB of a plain JPEG via OpenCV (module docstring), or None for the Pillow path.
+
+    Raises:
+        ImageRejected: a plain JPEG whose frame breaks the size limits (checked before decoding).
+    """
+    found = _plain_jpeg_header(data)
+    if found is None:
         return None
+    (width, height), orientation = found
+    _check_size((width, height), max_pixels=max_pixels, min_side=min_side)
     try:
-        orientation = im.getexif().get(0x0112, 1)
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
-    except (cv2.error, *_DECODE_ERRORS):
+    except cv2.error:
         return None  # Pillow decides
-    if pixels is None or pixels.shape != (im.height, im.width, 3) or pixels.dtype != np.uint8:
+    if pixels is None or pixels.shape != (height, width, 3) or pixels.dtype != np.uint8:
         return None
     transpose = _ORIENT.get(orientation)
     return pixels if transpose is None else np.ascontiguousarray(transpose(pixels))
 
 
-def _is_plain_jpeg(data: bytes) -> bool:
-    """True for one 8-bit, 3-component sequential Huffman scan that ends in EOI with no stray marker.
+def _plain_jpeg_header(data: bytes) -> tuple[tuple[int, int], int] | None:
+    """((width, height), EXIF orientation) of a plain JPEG, or None when the file is anything else.
 
-    Walks the marker segments up to SOS, then looks at every 0xFF in the entropy-coded data: each must
-    be byte stuffing (FF 00) or a restart marker (FF D0-D7) until the first other marker, which must be
-    EOI. Anything else (progressive, several scans, truncated, a corrupt marker) returns False.
+    Plain: SOI, marker segments up to one 8-bit, 3-component sequential Huffman frame (no Adobe APP14
+    colour transform, no multi-picture APP2), one scan whose entropy data ends in EOI with no stray marker.
+    Walks the marker segments once; anything unexpected (progressive, several scans, truncated, a
+    corrupt marker) returns None and leaves the verdict to Pillow.
     """
-    pos, sequential_rgb = 2, False  # data starts with SOI (Pillow identified it as JPEG)
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos, size, orientation = 2, None, 1
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
-            return False
+            return None
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte before a marker
             pos += 1
             continue
         if marker in _JPEG_NO_LENGTH:
-            return False
+            return None
         length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        segment = data[pos + 4 : pos + 2 + length]
         if marker in _JPEG_SEQUENTIAL_SOF:
-            sequential_rgb = pos + 10 <= len(data) and data[pos + 4] == 8 and data[pos + 9] == 3
+            if len(segment) < 6 or segment[0] != 8 or segment[5] != 3:
+                return None
+            size = (int.from_bytes(segment[3:5], "big"), int.from_bytes(segment[1:3], "big"))
         elif 0xC2 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # any other SOF: not plain
-            return False
+            return None
+        elif marker == 0xEE and segment.startswith(b"Adobe") or marker == 0xE2 and segment.startswith(b"MPF\0"):
+            return None
+        elif marker == 0xE1 and segment.startswith(b"Exif\0\0") and orientation == 1:
+            orientation = _exif_orientation(segment[6:])
+            if orientation is None:
+                return None
         elif marker == 0xDA:
-            return sequential_rgb and _entropy_data_ends_with_eoi(data, pos + 2 + length)
+            plain = size is not None and 0 not in size and _entropy_data_ends_with_eoi(data, pos + 2 + length)
+            return (size, orientation) if plain else None
         pos += 2 + length
-    return False
+    return None
+
+
+def _exif_orientation(tiff: bytes) -> int | None:
+    """The orientation tag (0x0112) of IFD0 of an EXIF TIFF block: 1 when absent, None when unreadable."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8 or struct.unpack(order + "H", tiff[2:4])[0] != 42:
+        return None
+    ifd = struct.unpack(order + "I", tiff[4:8])[0]
+    if ifd + 2 > len(tiff):
+        return None
+    count = struct.unpack(order + "H", tiff[ifd : ifd + 2])[0]
+    for entry in range(ifd + 2, min(ifd + 2 + 12 * count, len(tiff) - 11), 12):
+        tag, kind, values = struct.unpack(order + "HHI", tiff[entry : entry + 8])
+        if tag == 0x0112:
+            return struct.unpack(order + "H", tiff[entry + 8 : entry + 10])[0] if kind == 3 and values >= 1 else None
+    return 1
 
 
 def _entropy_data_ends_with_eoi(data: bytes, start: int) -> bool:
