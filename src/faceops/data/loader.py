@@ -24,9 +24,12 @@ without a process group (``rank=``/``world_size=`` arguments), and the same rank
 shuffle. webdataset's default ``single_node_only`` is never used (it raises under DDP).
 
 Decoder: ``cv2.imdecode`` straight to RGB measured ~10-15% faster than ``torchvision.io.decode_jpeg``
-on 112x112 faces (bench/loader.py prints both). A ``"torch"`` image is a zero-copy ``[3, H, W]`` view of the decoded
-``[H, W, 3]`` array (channels-last strides); :func:`collate_samples` stacks such views in HWC, a plain
-memcpy, and returns a ``[B, 3, H, W]`` batch in ``torch.channels_last`` memory format.
+on 112x112 faces, and faster than simplejpeg (a libjpeg-turbo binding from PyPI: same pixels, ~1.4x the
+time through its Python entry point); bench/loader.py prints cv2 and torchvision side by side. A ``"torch"``
+image is a zero-copy ``[3, H, W]`` view of the decoded ``[H, W, 3]`` array. Batches for training and
+evaluation (:func:`make_loader`, :func:`torch_batches`) keep the samples as numpy arrays and stack them
+with one ``np.stack`` into a ``[B, 3, H, W]`` view in ``torch.channels_last`` memory format: per face that
+saves two tensor wrappers and a tensor stack that cost 2.3x the numpy one.
 
 Meta JSON is parsed with orjson (a dependency of Prefect, already installed): ~5x faster than the
 standard library on our ~0.8 KB label records (3 vs 15 us), several percent of the per-sample budget.
@@ -34,6 +37,7 @@ standard library on our ~0.8 KB label records (3 vs 15 us), several percent of t
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
@@ -49,7 +53,7 @@ from torch.utils.data import DataLoader, IterableDataset, default_collate, get_w
 
 from faceops.io.shards import ShardError, iter_tar_samples
 
-__all__ = ["Decode", "ShardDataset", "collate_samples", "decode_jpeg", "make_loader"]
+__all__ = ["Decode", "ShardDataset", "collate_samples", "decode_jpeg", "make_loader", "torch_batches"]
 
 Decode = Literal["torch", "numpy"]
 Handler = Callable[[Exception], bool]
@@ -215,10 +219,15 @@ class ShardDataset(IterableDataset):
         return iter(wds.DataPipeline(*stages))
 
 
-def _stack_images(images: list[Any]) -> torch.Tensor | np.ndarray:
-    """``[B, 3, H, W]`` tensor (or ``[B, H, W, 3]`` array) from per-sample images."""
+def _stack_images(images: list[Any], to_torch: bool = False) -> torch.Tensor | np.ndarray:
+    """``[B, 3, H, W]`` tensor (or ``[B, H, W, 3]`` array) from per-sample images.
+
+    ``to_torch``: numpy ``[H, W, 3]`` images become a ``[B, 3, H, W]`` tensor in ``channels_last`` memory
+    format: one ``np.stack`` (2.3x cheaper than stacking per-sample tensor views) and a zero-copy view.
+    """
     if isinstance(images[0], np.ndarray):
-        return np.stack(images)
+        stacked = np.stack(images)
+        return torch.from_numpy(stacked).permute(0, 3, 1, 2) if to_torch else stacked
     if images[0].dim() == 3 and images[0].permute(1, 2, 0).is_contiguous():
         # Decoded images are CHW views of HWC buffers: stacking them in HWC is one contiguous copy each
         # (~5x cheaper than a strided CHW stack); the batch is then a channels_last view.
@@ -226,16 +235,33 @@ def _stack_images(images: list[Any]) -> torch.Tensor | np.ndarray:
     return torch.stack(images)
 
 
-def collate_samples(batch: list[Any]) -> dict[str, Any] | tuple[Any, Any]:
-    """Stack images; keep metas and keys as lists (dict samples) or default-collate labels (tuples)."""
+def collate_samples(batch: list[Any], *, to_torch: bool = False) -> dict[str, Any] | tuple[Any, Any]:
+    """Stack images; keep metas and keys as lists (dict samples) or default-collate labels (tuples).
+
+    ``to_torch``: numpy images come out as one ``[B, 3, H, W]`` uint8 tensor (see :func:`torch_batches`).
+    """
     if isinstance(batch[0], dict):
         return {
-            "image": _stack_images([s["image"] for s in batch]),
+            "image": _stack_images([s["image"] for s in batch], to_torch),
             "meta": [s["meta"] for s in batch],
             "key": [s["key"] for s in batch],
         }
     images, labels = zip(*batch)
-    return _stack_images(list(images)), default_collate(list(labels))
+    return _stack_images(list(images), to_torch), default_collate(list(labels))
+
+
+def torch_batches(
+    urls: Sequence[str | Path], transform: Callable[[Any], Any] | None = None, **dataset: Any
+) -> tuple[ShardDataset, Callable[[list[Any]], Any]]:
+    """A dataset and collate function whose batches hold ``[B, 3, H, W]`` uint8 tensors.
+
+    Without a ``transform`` the samples stay numpy arrays until the batch is stacked, which saves two
+    tensor wrappers per sample and the slower tensor stack (``bench/loader.py``: the loader's own cost
+    per face); with one, the samples are tensors, as the transform expects.
+    """
+    if transform is None:
+        return ShardDataset(urls, decode="numpy", **dataset), functools.partial(collate_samples, to_torch=True)
+    return ShardDataset(urls, decode="torch", transform=transform, **dataset), collate_samples
 
 
 def make_loader(
@@ -268,11 +294,13 @@ def make_loader(
         pin_memory: pin batches for faster host-to-GPU copies.
         drop_last: drop each worker's final short batch.
     """
-    dataset = ShardDataset(
-        urls, shuffle_buffer=shuffle_buffer, seed=seed, epoch=epoch, decode=decode, transform=transform,
-        label_fn=label_fn, rank=rank, world_size=world_size,
-    )  # fmt: skip
+    options = {"shuffle_buffer": shuffle_buffer, "seed": seed, "epoch": epoch, "label_fn": label_fn, "rank": rank,
+               "world_size": world_size}  # fmt: skip
+    if decode == "torch":
+        dataset, collate = torch_batches(urls, transform, **options)
+    else:
+        dataset, collate = ShardDataset(urls, decode=decode, transform=transform, **options), collate_samples
     return DataLoader(
-        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_samples,
-        pin_memory=pin_memory, drop_last=drop_last,
+        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate, pin_memory=pin_memory,
+        drop_last=drop_last,
     )  # fmt: skip

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from faceops.data.loader import ShardDataset, collate_samples
+from faceops.data.loader import torch_batches
 from faceops.train.batch import flip_images
 
 __all__ = ["Batch", "batch_counts", "MixedBatches"]
@@ -118,14 +118,14 @@ class MixedBatches:
     def _open(self, name: str) -> Iterator[dict[str, Any]]:
         """This source's iterator for its current epoch, advanced past the batches already consumed."""
         epoch, position = self._position[name]["epoch"], self._position[name]["position"]
-        dataset = ShardDataset(
+        dataset, collate = torch_batches(
             self.sources[name], shuffle_buffer=self.shuffle_buffer, seed=self.seed, epoch=epoch,
             rank=self.rank, world_size=self.world_size,
         )  # fmt: skip
         # An own generator keeps DataLoader's worker-seed draw off the global RNG, which drives dropout
         # and must not depend on when an epoch iterator happens to be created.
         loader = DataLoader(
-            dataset, batch_size=self.counts[name], num_workers=self.num_workers, collate_fn=collate_samples,
+            dataset, batch_size=self.counts[name], num_workers=self.num_workers, collate_fn=collate,
             drop_last=True, pin_memory=self.pin_memory, generator=torch.Generator().manual_seed(self.seed + epoch),
         )  # fmt: skip
         iterator = iter(loader)
