@@ -2,7 +2,9 @@
 
 The backbone starts from the `pretrain` output when pre-training was enabled (as SwinFace does) and
 learns at ``train.lr * train.backbone_lr_scale``; otherwise the whole model starts from scratch. With
-``train.init: model@vN`` the whole model promoted as that version starts the run instead (fine-tuning).
+``train.init: model@vN`` the whole model promoted as that version starts the run instead (fine-tuning); with
+``train.init: imported:<model>@<sha256 prefix>`` the official weights that ``faceops import-weights`` wrote
+to ``--imported``/<model>.pt do (checked against the pinned prefix).
 With ``--cache FOLDER`` a finished run with the same fingerprint (which covers the pre-trained
 weights' bytes) is exported from there instead of trained again (``stages._training``).
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 from faceops.config.base import BaseParams
 from faceops.config.train import TrainParams
 from faceops.io.atomic import atomic_directory
+from faceops.io.digest import sha256_file
 from faceops.io.layout import MODEL_FILE
 from stages._common import params_or_exit, parse_args
 from stages._training import train_stage
@@ -49,12 +52,32 @@ def promoted_init_file(tag: str, model_file: Path, scratch: Path) -> Path:
     return target
 
 
+def imported_init_file(init: str, folder: Path) -> Path:
+    """``folder/<model>.pt`` of ``init`` = ``imported:<model>@<sha256 prefix>``, once its bytes are the pinned ones.
+
+    Raises:
+        SystemExit: no such file, or it holds other bytes than the params pin (the message gives the fix).
+    """
+    name, pin = init.removeprefix("imported:").split("@")
+    path = folder / f"{name}.pt"
+    if not path.is_file():
+        raise SystemExit(f"train.init {init!r}: no {path}; write it with `faceops import-weights swinface CHECKPOINT`")
+    digest = sha256_file(path)
+    if not digest.startswith(pin):
+        raise SystemExit(f"train.init {init!r}: {path} has sha256 {digest[:12]}..., not {pin}...; to train from this "
+                         f"file set train.init to imported:{name}@{digest[:12]}")  # fmt: skip
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(__doc__, ["shards", "pretrained", "out", "ckpt", "metrics", "live"], argv, path_lists=["cache"])
+    args = parse_args(__doc__, ["shards", "pretrained", "imported", "out", "ckpt", "metrics", "live"], argv,
+                      path_lists=["cache"])  # fmt: skip
     params = params_or_exit(args.params, base=BaseParams, train=TrainParams)
     cfg = params.train
     if cfg.init == "pretrain":
         init_file = args.pretrained / MODEL_FILE
+    elif cfg.init.startswith("imported:"):
+        init_file = imported_init_file(cfg.init, args.imported)
     else:
         init_file = promoted_init_file(cfg.init, args.out / MODEL_FILE, args.ckpt / "init")
     train_stage("train", cfg, seed=params.base.seed + SEED_OFFSET, args=args, init_file=init_file)

@@ -82,6 +82,8 @@ TWO_HALVES = [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}]
         pytest.param({"train": {"model": "swinface_cpu_rec"}}, ["train.model", "'swinface_cpu'"],
                      id="train-needs-multitask"),
         pytest.param({"train": {"init": "model@latest"}}, ["train.init", "pretrain|model@v"], id="init-needs-a-tag"),
+        pytest.param({"train": {"init": "imported:swinface_swin_t"}}, ["train.init", "imported:"],
+                     id="imported-init-needs-its-sha256"),
         pytest.param({"pretrain": {"model": "swinface_cpu"}}, ["pretrain.model", "'swinface_cpu_rec'"],
                      id="pretrain-rec-only"),
         pytest.param({"train": {"model": "swinface_tiny"}}, ["train.model", "'swinface_cpu'", "'swinface_swin_t'"],

@@ -19,10 +19,15 @@ class TrainParams(FitParams):
     version (backbone and analysis heads; the identity classifier starts afresh, since the identities may
     differ). A tag rather than "the latest promoted" so that params, and so dvc.lock, say which model a
     run started from; ``ops.retrain.from_promoted`` moves it to the newest tag before a scheduled retrain.
+    ``imported:<model>@<sha256 prefix>`` starts from official weights that ``faceops import-weights`` wrote
+    to ``models/imported/<model>.pt`` (the whole model, or the backbone of a recognition-only one); the
+    12 hex digits pin those bytes, so params and dvc.lock name the start here too.
     """
 
     model: Literal["swinface_cpu", "swinface_swin_t"] = "swinface_cpu"
-    init: Annotated[str, Field(pattern=r"^(pretrain|model@v[1-9][0-9]*)$")] = "pretrain"
+    init: Annotated[str, Field(pattern=r"^(pretrain|model@v[1-9][0-9]*|imported:[a-z0-9_]+@[0-9a-f]{12})$")] = (
+        "pretrain"
+    )
     steps: Annotated[int, Field(ge=1, le=10_000_000)] = 160
     warmup_steps: Annotated[int, Field(ge=0)] = 16
     backbone_lr_scale: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
