@@ -10,13 +10,14 @@ of a finished run with the same embeddings, target shards, params and code are r
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from faceops.config.base import BaseParams
 from faceops.config.cluster import ClusterParams
 from faceops.config.shard import ShardParams
-from faceops.io.atomic import atomic_directory
+from faceops.io.atomic import atomic_directory, atomic_write_text
 from faceops.io.digest import sha256_file
 from faceops.io.embeddings import read_embeddings
 from faceops.io.jsonl import write_jsonl
@@ -55,7 +56,7 @@ def _run(args: Any, params: Any) -> None:
     found = pseudo_identities(known, target, cfg, seed=params.base.seed, name=source)
     with atomic_directory(args.model_out) as staging:
         torch.save(found.model.to_record(), staging / GCN_FILE)
-        write_metrics(staging / PROPAGATION_FILE, found.propagation)
+        atomic_write_text(staging / PROPAGATION_FILE, json.dumps(found.propagation, indent=2, sort_keys=True) + "\n")
     with atomic_directory(args.out) as staging:
         write_jsonl(staging / source / PSEUDO_LABELS, found.rows)
         infos = write_relabelled_shards(split_urls(args.shards / source, cfg.target.split), found.kept,
@@ -67,7 +68,7 @@ def _run(args: Any, params: Any) -> None:
     write_metrics(args.metrics, found.metrics)
     headline = {k: round(v, 4) if isinstance(v, float) else v for k, v in found.metrics.items()
                 if "/" not in k or k.endswith(("pairwise/f", "bcubed/f", "/nmi"))}  # fmt: skip
-    print_counts(f"cluster ({cfg.method}) {source}/{cfg.target.split}", headline)
+    print_counts(f"cluster ({found.metrics['method']}, asked {cfg.method}) {source}/{cfg.target.split}", headline)
 
 
 if __name__ == "__main__":

@@ -369,6 +369,11 @@ def test_pseudo_identities_cluster_the_target_with_what_the_labelled_set_taught(
         assert found.propagation == {"reduce": "mean", "min_score": cfg.min_score, "max_size": cfg.max_size,
                                      "step": 0.8, "calibrated": 0}  # fmt: skip
     assert found.metrics["gcn/bcubed/f"] > 0.8  # the hidden target labels only score
+    calibration = {k.split("/")[1]: v for k, v in found.metrics.items() if k.startswith("calibration/")}
+    if share == 0:  # auto without calibration identities: the GCN, chosen by nothing
+        assert found.metrics["method"] == "gcn" and not calibration
+    else:  # auto: the method best on the calibration identities wrote the pseudo-labels
+        assert found.metrics["method"] == max(calibration, key=calibration.get)
     assert {"threshold/bcubed/f", "hdbscan/bcubed/f", "agglomerative/bcubed/f"} <= set(found.metrics)
     record = found.model.to_record()
     assert LinkageGCN.from_record(record).config == found.model.config  # the stage saves the model it used

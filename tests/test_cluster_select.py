@@ -82,3 +82,22 @@ def test_propagation_tuning_picks_the_split_step_that_separates_a_chained_compon
               for s in (0.6, 0.8, 0.9)}
     assert f == pytest.approx(max(direct.values())) and direct[step] == pytest.approx(f)
     assert (step, f) == (0.6, pytest.approx(1.0)) and direct[0.9] < 1.0
+
+
+def test_auto_takes_the_method_with_the_best_calibration_score():
+    from faceops.cluster import METHODS
+    from faceops.cluster.pseudo import choose_method
+
+    x, y = _blobs(0)
+    method, scores = choose_method("auto", x, y, gcn_f=0.3, k=5)
+    assert set(scores) == set(METHODS) and all(0.0 <= f <= 1.0 for f in scores.values())
+    assert scores[method] == max(scores.values()) > 0.9 and method != "gcn"  # separated blobs: a baseline wins
+    assert choose_method("auto", x, y, gcn_f=1.0, k=5)[0] == "gcn"  # a perfect GCN wins every tie by order
+
+
+def test_a_fixed_method_or_no_calibration_rows_chooses_nothing():
+    from faceops.cluster.pseudo import choose_method
+
+    x, y = _blobs(0)
+    assert choose_method("hdbscan", x, y, gcn_f=0.9, k=5) == ("hdbscan", {})
+    assert choose_method("auto", x[:0], y[:0], gcn_f=None, k=5) == ("gcn", {})

@@ -14,7 +14,7 @@ knowledge (the stages read it from dvc.yaml), not the library's.
 
 A restore must cost next to nothing, since after new photos arrive every stage downstream of them is
 re-run by DVC and most only restore. So nothing here imports torch (2-4 s per stage process):
-:func:`faceops.runtime.torch_version` reads torch's version file and :func:`device_type` asks torch
+:func:`faceops.runtime.decisive_versions` reads the libraries' versions from their files and :func:`device_type` asks torch
 only where a GPU may be present; callers import their heavy libraries inside the function that
 computes (tests/test_incremental.py checks that a restore never imports torch).
 """
@@ -31,7 +31,7 @@ from faceops.io.atomic import atomic_directory, atomic_write_bytes
 from faceops.io.digest import run_fingerprint, sha256_file
 from faceops.io.layout import SHARD_INDEX
 from faceops.io.shards import read_index, split_urls
-from faceops.runtime import torch_version
+from faceops.runtime import decisive_versions
 
 __all__ = [
     "KEEP_FINISHED", "device_type", "fingerprint", "is_finished", "prune_finished", "restore_finished",
@@ -61,8 +61,10 @@ def device_type() -> str:
 
 def fingerprint(name: str, parts: Sequence[object], *, code: str, device: str) -> str:
     """The key of a run: ``name`` (the stage), ``parts`` (params, seed, data digests: what decides the
-    outputs), ``code`` (a digest of the code that runs), the ``device`` type and torch's version."""
-    return run_fingerprint(name, *parts, code, device, torch_version())
+    outputs), ``code`` (a digest of the code that runs), the ``device`` type and the versions of the
+    libraries that decide output bytes (``faceops.runtime.decisive_versions``: torch, numpy, OpenCV ...),
+    so an upgraded library never gets a run made with the old one back."""
+    return run_fingerprint(name, *parts, code, device, decisive_versions())
 
 
 def shard_digests(urls: Sequence[Path]) -> list[tuple[str, str]]:

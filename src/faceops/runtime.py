@@ -204,7 +204,8 @@ def decisive_versions() -> dict[str, str]:
 
 @functools.cache
 def _decisive_versions() -> tuple[tuple[str, str], ...]:
-    versions = {"python": platform.python_version(), "numpy": _distribution_version("numpy") or MISSING}
+    python = ".".join(platform.python_version_tuple()[:2])  # a patch release changes no output byte
+    versions = {"python": python, "numpy": _distribution_version("numpy") or MISSING}
     versions.update(_opencv())
     versions["pillow"] = _distribution_version("pillow", "Pillow") or MISSING
     versions["torch"] = _torch()

@@ -43,11 +43,15 @@ from faceops.align.warp import align_face
 from faceops.io import align_cache
 from faceops.io.images import ImageRejected, read_image
 from faceops.processes import forkserver_context
+from faceops.runtime import decisive_versions
 
 __all__ = ["ALIGN_CODE_VERSION", "AlignJob", "AlignResult", "align_many"]
 
 #: Bump when the code changes the bytes or the verdict for the same inputs (invalidates the cache).
 ALIGN_CODE_VERSION = 1
+#: What decides an aligned face's bytes besides the code: OpenCV (decode, warp, encode), its libjpeg-turbo,
+#: numpy (the similarity), Pillow (other formats' decode); torch only for detected landmarks (detector_version).
+_DECISIVE_LIBRARIES = ("opencv", "libjpeg_turbo", "numpy", "pillow")
 
 MultipleFaces = Literal["largest", "quarantine"]
 LandmarkSource = Literal["given", "detected"]
@@ -125,6 +129,9 @@ class _Settings:
     use_given_landmarks: bool
     jpeg_quality: int
     max_pixels: int
+    #: Versions of the libraries that make a result's bytes (decoder, encoder, numpy): part of every key,
+    #: so an upgrade recomputes instead of serving faces the old libraries made.
+    libraries: tuple[tuple[str, str], ...] = ()
 
     def uses_given(self, job: AlignJob) -> bool:
         return self.use_given_landmarks and job.given_landmarks is not None
@@ -138,6 +145,7 @@ def _job_cache_key(job: AlignJob, settings: _Settings, detector_version: str | N
     """
     payload: dict[str, Any] = {
         "code": ALIGN_CODE_VERSION,
+        "libraries": settings.libraries,
         "image_sha256": job.sha256,
         "size": settings.size,
         "jpeg_quality": settings.jpeg_quality,
@@ -391,9 +399,10 @@ def align_many(
         RuntimeError: an unexpected error while aligning an image (the message names the job).
     """
     _check_options(size, min_score, multiple_faces, jpeg_quality, max_pixels, workers, runner, dask_address)
+    versions = decisive_versions()
     settings = _Settings(
         Path(cache_dir), size, detector_spec(detector), min_score, multiple_faces, use_given_landmarks,
-        jpeg_quality, max_pixels,
+        jpeg_quality, max_pixels, tuple((k, versions[k]) for k in _DECISIVE_LIBRARIES),
     )  # fmt: skip
     needs_detector = any(not settings.uses_given(job) for job in jobs)
     detector_version = settings.detector.version() if needs_detector else None

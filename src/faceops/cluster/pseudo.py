@@ -6,7 +6,8 @@ of GCN training to choose the propagation (edge-score merge, ``min_score``, ``ma
 ``select.tune_gcn_links``); without enough of them the params' values are used (mean merge,
 ``split_step``). Each baseline ``method`` chooses its free parameter on ``known`` as well. When the
 target's true identities are known (the demo's held-out split), they only score the result, next to
-the baselines'.
+the baselines'. With ``method: auto`` the method whose pairwise F on the calibration identities is
+best clusters the target (:func:`choose_method`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from faceops.config.cluster import ClusterParams
 from faceops.data.split import identity_unit
 from faceops.io.embeddings import EmbeddingSet
 
-__all__ = ["CALIBRATION_SALT", "PseudoIdentities", "calibration_mask", "pseudo_identities"]
+__all__ = ["CALIBRATION_SALT", "PseudoIdentities", "calibration_mask", "choose_method", "pseudo_identities"]
 
 CALIBRATION_SALT = "cluster-calibration"
 
@@ -75,6 +76,26 @@ def _fit_gcn(vectors: np.ndarray, labels: np.ndarray, held: np.ndarray | None, c
     return model, {**chosen, "calibrated": 1, "calibration_pairwise_f": f, "calibration_samples": int(held.sum())}
 
 
+def choose_method(requested: str, vectors: np.ndarray, labels: np.ndarray, gcn_f: float | None,
+                  k: int) -> tuple[str, dict[str, float]]:  # fmt: skip
+    """(method, every candidate's calibration pairwise F) for ``requested`` (``auto`` picks the best).
+
+    ``vectors``/``labels`` are the calibration identities, which the GCN did not train on; ``gcn_f`` is its
+    pairwise F there with the propagation tuned there (``tune_gcn_links``), and each baseline gets the
+    same chance: its free parameter tuned on the same rows. Ties go to the method listed first in
+    ``METHODS``. A fixed ``requested`` method is returned as is (no scores); ``auto`` without calibration
+    rows (``gcn_f`` None) is the GCN.
+    """
+    if requested != "auto":
+        return requested, {}
+    if gcn_f is None:
+        return "gcn", {}
+    scores = {"gcn": float(gcn_f)}
+    for method in METHODS[1:]:
+        scores[method] = tune_baseline(method, vectors, labels, k=k)[1]
+    return max(scores, key=lambda m: (scores[m], -METHODS.index(m))), scores
+
+
 def pseudo_identities(known: EmbeddingSet, target: EmbeddingSet, cfg: ClusterParams, *, seed: int,
                       name: str) -> PseudoIdentities:  # fmt: skip
     """Cluster ``target`` by ``cfg.method`` with everything learnt or chosen on ``known``.
@@ -109,7 +130,10 @@ def pseudo_identities(known: EmbeddingSet, target: EmbeddingSet, cfg: ClusterPar
         found = baseline_labels(method, target.vectors, value, k=k1)
         return found, label_confidence(target.vectors, found, k=k1)
 
-    labels, confidence = cluster_target(cfg.method)
+    calibration = held if held is not None else np.zeros(len(known_labels), bool)
+    method, chosen_by = choose_method(cfg.method, known.vectors[calibration], known_labels[calibration],
+                                      propagation.get("calibration_pairwise_f"), k=min(k1, int(calibration.sum()) - 1))
+    labels, confidence = cluster_target(method)
     sizes = np.bincount(labels)
     rows = [{"id": i, "cluster": f"{name}_c{label:06d}", "size": int(sizes[label]), "confidence": round(float(c), 4)}
             for i, label, c in zip(target.ids, labels, confidence)]  # fmt: skip
@@ -119,11 +143,12 @@ def pseudo_identities(known: EmbeddingSet, target: EmbeddingSet, cfg: ClusterPar
                                        "pseudo_samples": len(kept),
                                        "pseudo_identities": len({k["identity"] for k in kept.values()}),
                                        **{f"propagation/{k}": v for k, v in propagation.items() if k != "reduce"},
-                                       "propagation/max_merge": int(propagation["reduce"] == "max")}  # fmt: skip
+                                       "propagation/max_merge": int(propagation["reduce"] == "max"), "method": method,
+                                       **{f"calibration/{m}/pairwise/f": f for m, f in chosen_by.items()}}  # fmt: skip
     if all(identity is not None for identity in target.identities):
         truth = np.unique(target.identities, return_inverse=True)[1]
-        metrics.update({f"{cfg.method}/{k}": v for k, v in clustering_scores(truth, labels).items()})
-        for method in [m for m in METHODS if m != cfg.method] if cfg.compare_baselines else []:
-            found = cluster_target(method)[0]
-            metrics.update({f"{method}/{k}": v for k, v in clustering_scores(truth, found).items()})
+        metrics.update({f"{method}/{k}": v for k, v in clustering_scores(truth, labels).items()})
+        for other in [m for m in METHODS if m != method] if cfg.compare_baselines else []:
+            found = cluster_target(other)[0]
+            metrics.update({f"{other}/{k}": v for k, v in clustering_scores(truth, found).items()})
     return PseudoIdentities(model, propagation, rows, kept, metrics)

@@ -29,6 +29,10 @@ class ClusterParams(Section):
     caps a pseudo-identity; ``min_members``: smaller clusters stay out of the pseudo-label shards (a
     one-face class teaches nothing). A baseline ``method`` chooses its free parameter (threshold,
     distance, min cluster size) by pairwise F on ``train_on``; ``compare_baselines`` scores them all.
+    ``method: auto`` (the default) takes the method with the best pairwise F on the calibration identities
+    (below), each method with its own parameters tuned there, so the pseudo-labels come from the best method
+    the stage measured; ``metrics/cluster.json`` names it (``method``) next to every method's calibration F.
+    Without calibration identities ``auto`` uses the GCN.
     ``calibration_share`` of ``train_on``'s identities (by name hash) are kept out of GCN training and
     choose the propagation's ``min_score``, ``max_size`` (``max_size`` then caps the candidates), split
     step and edge-score merge (mean or max); 0 (or fewer than 2 identities on either side) trains on all
@@ -38,7 +42,7 @@ class ClusterParams(Section):
     peels small groups off a chained component, a fast one shatters it).
     """
 
-    method: Literal["gcn", "threshold", "hdbscan", "agglomerative"] = "gcn"
+    method: Literal["auto", "gcn", "threshold", "hdbscan", "agglomerative"] = "auto"
     train_on: EmbeddingRef = Field(default_factory=lambda: EmbeddingRef(source="sample", split="train"))
     target: EmbeddingRef = Field(default_factory=lambda: EmbeddingRef(source="sample", split="test"))
     k1: Annotated[int, Field(ge=1, le=1024)] = 10
