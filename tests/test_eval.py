@@ -171,7 +171,8 @@ class TestTarAtFar:
 class TestClassification:
     def test_expression_accuracy_masks_missing_labels(self):
         metrics = expression_metrics(np.array([0, 1, 2, 3]), [0, 1, 0, None])
-        assert metrics == {"expr/acc": pytest.approx(2 / 3), "expr/n": 3, "expr/n_missing": 1}
+        assert metrics == {"expr/acc": pytest.approx(2 / 3), "expr/majority_acc": pytest.approx(2 / 3), "expr/n": 3,
+                           "expr/n_missing": 1}  # fmt: skip
 
     def test_a_missing_label_changes_nothing(self):
         base = expression_metrics(np.array([0, 1, 2]), [0, 1, 0])
@@ -216,6 +217,7 @@ class TestAge:
     def test_age_metrics_by_hand(self):
         metrics = age_metrics(np.array([[20.0], [30.0], [40.0]]), [22.0, None, 40.0], sigma=[None, 5.0, 4.0])
         assert metrics["age/mae"] == pytest.approx(1.0)
+        assert metrics["age/median_mae"] == pytest.approx(9.0)  # median of 22 and 40 is 31
         expected_eps = 1 - (math.exp(-4 / (2 * DEFAULT_AGE_SIGMA**2)) + 1.0) / 2
         assert metrics["age/eps"] == pytest.approx(expected_eps)
         assert (metrics["age/n"], metrics["age/n_missing"], metrics["age/n_default_sigma"]) == (2, 1, 1)
@@ -231,10 +233,15 @@ class TestAttributes:
         pred = np.array([[1, 1, 0], [0, 1, 1], [0, 0, 1]])
         metrics = attribute_metrics(pred, labels, names=("a", "b", "c"))
         # a: rows 0, 2 -> both right; b: rows 0, 1 -> one right; c: never labelled -> not in the mean.
+        # Majority classes: a has one 1 and one 0 (0.5), b one 0 and one 1 (0.5); only a beats its 0.5.
         assert metrics == {
             "attr/a/acc": 1.0,
+            "attr/a/majority_acc": 0.5,
             "attr/b/acc": 0.5,
+            "attr/b/majority_acc": 0.5,
             "attr/mean_acc": 0.75,
+            "attr/mean_majority_acc": 0.5,
+            "attr/n_above_majority": 1,
             "attr/n_attrs": 2,
             "attr/n": 4,
             "attr/n_missing": 5,
@@ -297,3 +304,16 @@ class TestGroups:
         # C has 2 within-group pairs: too few for 10 folds; the A-B and None-None pairs are not scored.
         assert metrics["group/C/n"] == 2 and "group/C/acc" not in metrics
         assert (metrics["group/n_skipped"], metrics["group/n_cross_pairs"], metrics["group/n_groups"]) == (1, 2, 2)
+
+
+def test_trivial_predictors_score_exactly_their_baselines():
+    """A constant prediction of the commonest class / the median age scores its own baseline."""
+    expr = [3, 3, 3, 1, 0, None]
+    metrics = expression_metrics(np.full(6, 3), expr)
+    assert metrics["expr/acc"] == metrics["expr/majority_acc"] == pytest.approx(3 / 5)
+    ages = [20.0, 25.0, 40.0, None]
+    assert age_metrics(np.full(4, 25.0), ages)["age/mae"] == age_metrics(np.zeros(4), ages)["age/median_mae"]
+    labels = np.array([[1, 0], [1, 1], [1, 0], [0, 0]])
+    constant = attribute_metrics(np.array([[1, 0]] * 4), labels, names=("a", "b"))
+    assert constant["attr/mean_acc"] == constant["attr/mean_majority_acc"] == pytest.approx(0.75)
+    assert constant["attr/n_above_majority"] == 0

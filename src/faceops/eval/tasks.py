@@ -5,6 +5,11 @@ wrong and never counts as a negative. Every function reports how many labels it 
 and how many it masked (``<task>/n_missing``), so the counts cover every input. When *no* sample is
 labelled, the value keys are left out (there is nothing to measure) and only the counts are returned,
 rather than writing NaN into a metrics file.
+
+Each accuracy comes with its trivial predictor's (``majority_acc``: the best constant prediction on the same
+labels, i.e. the share of the commonest class) and the age MAE with the MAE of the best constant age (the
+median of the labels, ``median_mae``): a head that does not beat these has learnt nothing usable. Both are
+computed on the evaluated labels themselves, so they are the strongest constant baselines, not estimates.
 """
 
 from __future__ import annotations
@@ -80,6 +85,8 @@ def _accuracy(prefix: str, pred: np.ndarray, labels: Sequence[object], num_class
     metrics: Metrics = {}
     if present.any():
         metrics[f"{prefix}/acc"] = float(np.mean(classes[present] == truth[present]))
+        counts = np.bincount(truth[present], minlength=num_classes)
+        metrics[f"{prefix}/majority_acc"] = float(counts.max() / present.sum())
     metrics[f"{prefix}/n"] = int(present.sum())
     metrics[f"{prefix}/n_missing"] = int((~present).sum())
     return metrics
@@ -105,7 +112,7 @@ def confusion_matrix(pred: np.ndarray, labels: Sequence[object], num_classes: in
 
 
 def expression_metrics(pred: np.ndarray, labels: Sequence[int | None]) -> Metrics:
-    """``expr/acc`` over the labelled samples, with ``expr/n`` and ``expr/n_missing``.
+    """``expr/acc`` over the labelled samples, with ``expr/majority_acc``, ``expr/n`` and ``expr/n_missing``.
 
     Args:
         pred: expression indices [N] or scores [N, len(EXPRESSIONS)].
@@ -115,7 +122,7 @@ def expression_metrics(pred: np.ndarray, labels: Sequence[int | None]) -> Metric
 
 
 def gender_metrics(pred: np.ndarray, labels: Sequence[int | None]) -> Metrics:
-    """``gender/acc`` over the labelled samples, with ``gender/n`` and ``gender/n_missing``.
+    """``gender/acc`` over the labelled samples, with ``gender/majority_acc``, ``gender/n`` and ``gender/n_missing``.
 
     Args:
         pred: 0/1 predictions [N] or two-class scores [N, 2], same coding as the labels
@@ -163,8 +170,9 @@ def age_metrics(
         default_sigma: used where sigma is unknown; see ``DEFAULT_AGE_SIGMA``.
 
     Returns:
-        ``age/mae``, ``age/eps``, ``age/n``, ``age/n_missing`` and ``age/n_default_sigma`` (how many
-        labelled samples fell back to ``default_sigma``).
+        ``age/mae``, ``age/eps``, ``age/median_mae`` (the MAE of predicting the labels' median for all),
+        ``age/n``, ``age/n_missing`` and ``age/n_default_sigma`` (how many labelled samples fell back to
+        ``default_sigma``).
     """
     pred = np.asarray(pred, dtype=np.float64)
     if pred.ndim == 2 and pred.shape[1] == 1:
@@ -181,6 +189,7 @@ def age_metrics(
     if present.any():
         metrics["age/mae"] = float(np.mean(np.abs(pred[present] - mu[present])))
         metrics["age/eps"] = epsilon_error(pred[present], mu[present], sig[present])
+        metrics["age/median_mae"] = float(np.mean(np.abs(mu[present] - np.median(mu[present]))))
     metrics["age/n"] = int(present.sum())
     metrics["age/n_missing"] = int((~present).sum())
     metrics["age/n_default_sigma"] = int(default_used.sum())
@@ -203,8 +212,10 @@ def attribute_metrics(
         names: attribute names [A] (default: the 40 CelebA attributes), used in the keys.
 
     Returns:
-        ``attr/mean_acc``, ``attr/<name>/acc`` per scored attribute, ``attr/n_attrs``, and the label
-        counts ``attr/n`` (labelled cells) and ``attr/n_missing`` (masked cells).
+        ``attr/mean_acc``, ``attr/<name>/acc`` per scored attribute, the trivial predictors'
+        ``attr/<name>/majority_acc`` and ``attr/mean_majority_acc``, ``attr/n_above_majority`` (attributes
+        whose accuracy beats their majority class), ``attr/n_attrs``, and the label counts ``attr/n``
+        (labelled cells) and ``attr/n_missing`` (masked cells).
     """
     truth, present = label_mask(labels)
     n_attrs = len(names)
@@ -222,14 +233,19 @@ def attribute_metrics(
         raise ValueError("attribute predictions must be 0/1 (or two-class scores [N, A, 2])")
     correct = pred.astype(np.float64) == truth
     metrics: Metrics = {}
-    accs = []
+    accs, majorities = [], []
     for j, name in enumerate(names):
         if present[:, j].any():
             acc = float(np.mean(correct[present[:, j], j]))
+            positive = float(np.mean(truth[present[:, j], j]))
             metrics[f"attr/{name}/acc"] = acc
+            metrics[f"attr/{name}/majority_acc"] = max(positive, 1.0 - positive)
             accs.append(acc)
+            majorities.append(max(positive, 1.0 - positive))
     if accs:
         metrics["attr/mean_acc"] = float(np.mean(accs))
+        metrics["attr/mean_majority_acc"] = float(np.mean(majorities))
+    metrics["attr/n_above_majority"] = sum(a > m for a, m in zip(accs, majorities))
     metrics["attr/n_attrs"] = len(accs)
     metrics["attr/n"] = int(present.sum())
     metrics["attr/n_missing"] = int((~present).sum())
