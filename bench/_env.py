@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 _REPO = Path(__file__).resolve().parent.parent
+#: Exit status of a bench that cannot run on this machine (no GPU, an optional data set absent): neither
+#: goal met nor missed; ``make bench`` reports it as "not run" (77 is the automake convention for a skip).
+NOT_RUN = 77
 
 
 def environment(*packages: str, **extra: Any) -> dict[str, Any]:
@@ -36,7 +39,9 @@ def environment(*packages: str, **extra: Any) -> dict[str, Any]:
         commit = "unknown"
     info: dict[str, Any] = {
         "device": f"cpu: {platform.processor() or platform.machine()}",
+        "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "commit": commit,
@@ -45,3 +50,14 @@ def environment(*packages: str, **extra: Any) -> dict[str, Any]:
         info[name] = getattr(importlib.import_module(name), "__version__", "unknown")
     info.update(extra)
     return info
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _env import environment  # noqa: E402
+from _env import NOT_RUN, environment  # noqa: E402
 
 from faceops.eval.evaluate import predict  # noqa: E402
 from faceops.labels import CELEBA_ATTRIBUTES  # noqa: E402
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
-        print("bench/gpu.py: no CUDA device here; run it on a GPU machine")
-        return 1
+        print("SUMMARY gpu: not run: no CUDA device here; run it on a GPU machine")
+        return NOT_RUN
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 baseline means real fp32
     rows = [train_steps(m, batch=args.batch, classes=args.classes, steps=args.steps, precision=p, seed=args.seed)
             for m in ("swinface_swin_t", "swinface_cpu") for p in ("fp32", "bf16")]  # fmt: skip
