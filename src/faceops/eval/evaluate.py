@@ -172,7 +172,8 @@ def score_predictions(pred: Predictions, *, n_pairs: int, seed: int, folds: int 
 
     Returns:
         ``(metrics, plots)``: flat metrics (``verif/*``, ``expr/*``, ``age/*``, ``attr/*``, ``gender/*``,
-        ``group/*``) and ``{"roc": [{fpr, tpr, threshold}], "confusion": [{actual, predicted, count}]}``.
+        ``group/*``) and ``{"roc": [{fpr, tpr, threshold}], "confusion": [{actual, predicted}]}`` (a
+        confusion row per labelled sample, in (actual, predicted) order).
     """
     metas = pred.metas
     identities = _labels(metas, "identity")
@@ -188,8 +189,9 @@ def score_predictions(pred: Predictions, *, n_pairs: int, seed: int, folds: int 
         expressions = _labels(metas, "expression")
         parts.append(expression_metrics(outputs["Expression"], expressions))
         matrix = confusion_matrix(outputs["Expression"], expressions)
-        plots["confusion"] = [{"actual": int(i), "predicted": int(j), "count": int(matrix[i, j])}
-                              for i in range(matrix.shape[0]) for j in range(matrix.shape[1])]  # fmt: skip
+        # one row per labelled sample: DVC's confusion template counts rows (a row per cell would show 1s)
+        plots["confusion"] = [{"actual": int(i), "predicted": int(j)} for i in range(matrix.shape[0])
+                              for j in range(matrix.shape[1]) for _ in range(int(matrix[i, j]))]  # fmt: skip
     if "Age" in outputs:
         parts.append(age_metrics(outputs["Age"], _labels(metas, "age")))
     if "Male" in outputs:
