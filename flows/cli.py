@@ -261,6 +261,31 @@ def import_bin(
     console.print(f"{name}: {len(same)} pairs ({len(images)} images) -> {target.relative_to(workspace)}")
 
 
+@app.command("import-weights")
+def import_weights(
+    name: Annotated[str, typer.Argument(help="the importer (faceops.models.importers.IMPORTERS, e.g. fiwhn)")],
+    checkpoint: Annotated[Path, typer.Argument(help="the official checkpoint file")],
+    root: RootOption = None,
+) -> None:
+    """Load an official checkpoint strictly into our model and save it as models/imported/<model>.pt (DVC-tracked).
+
+    The file is read with torch.load(weights_only=True); a key or shape that does not fit is refused, naming it.
+    """
+    from faceops.io.checkpoint import save_checkpoint
+    from faceops.models.importers import import_weights as convert
+
+    workspace = _workspace(root)
+    try:
+        record = convert(name, checkpoint)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(f"{checkpoint} was refused: {err}")
+    target = workspace / "models" / "imported" / f"{record['model_name']}.pt"
+    save_checkpoint(target, record, kind="model")
+    dvc_add(workspace, target)
+    console.print(f"{name}: {len(record['state_dict'])} tensors -> {target.relative_to(workspace)} "
+                  f"({record['model_name']}); git add its .dvc file to version it")  # fmt: skip
+
+
 def _hardlink_or_copy(src: str, dst: str) -> None:
     try:
         Path(dst).hardlink_to(src)

@@ -14,6 +14,7 @@ from faceops.models._registry import (
 )
 from faceops.models.optim import param_groups
 
+from faceops.models import fiwhn  # noqa: F401  (registers the fiwhn_x* entrypoints)
 from faceops.models import swinface  # noqa: F401  (registers the swinface_* entrypoints)
 
 __all__ = [
