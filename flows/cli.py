@@ -20,7 +20,6 @@ from rich.table import Table
 from faceops.config.core import ParamsError
 from faceops.config.ingest import SourceSpec
 from faceops.config.params import load_params, parse_params
-from faceops.io.layout import SUMMARY_MD
 from flows import cli_versions
 from flows.prefect_server import ServerError, given_api_url, start_server
 from flows.sources import SourceError, dvc_add, register_source
@@ -116,11 +115,14 @@ def run(
     finally:
         if server is not None:
             server.stop()
+    from flows.report_page import record_run_times
+
+    record_run_times(workspace, runs)
     table = Table("stage", "ran", "seconds")
     for r in runs:
         table.add_row(r["stage"], "yes" if r["ran"] else "up to date", f"{r['seconds']:.1f}")
     console.print(table)
-    console.print(f"pipeline finished in {time.monotonic() - start:.1f} s")
+    console.print(f"pipeline finished in {time.monotonic() - start:.1f} s; `faceops report` for the report page")
 
 
 @app.command()
@@ -295,15 +297,27 @@ def _hardlink_or_copy(src: str, dst: str) -> None:
 
 @app.command()
 def report(root: RootOption = None) -> None:
-    """Print the latest report (data/reports/summary.md) and list its contact sheets."""
+    """Print the headline table and write the run report page (reports/index.html, self-contained HTML).
+
+    The page: headline per source, changes since the last faceops version, training curves, ROC and
+    confusion (drawn offline), contact sheets, quarantine with reasons, stage run times, all metrics.
+    """
+    from faceops.report.headline import format_change, format_value
+    from flows.report_page import write_report
+
     workspace = _workspace(root)
-    reports = workspace / "data" / "reports"
-    summary = reports / SUMMARY_MD
-    if not summary.is_file():
-        _fail(f"no report yet ({summary} missing): run `faceops run` first")
-    console.print(summary.read_text(encoding="utf-8"))
-    for sheet in sorted(reports.glob("*.png")):
-        console.print(f"contact sheet: {sheet.relative_to(workspace)}")
+    params = _validated_params(workspace)
+    path, page = write_report(workspace, params)
+    compare = page.previous_name is not None
+    table = Table("source", "metric", "value", "baseline", *([f"since {page.previous_name}"] if compare else []))
+    for row in page.headline:
+        change = [format_change(row.value, page.previous.get(row.key), row.digits)] if compare else []
+        table.add_row(row.group or "all", row.label + (" (in use)" if row.chosen else ""),
+                      format_value(row.value, row.digits), format_value(row.baseline, row.digits), *change)  # fmt: skip
+    console.print(table)
+    for note in page.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    console.print(f"report page: {path}")
 
 
 @app.command()
@@ -317,32 +331,28 @@ def plots(
     `dvc plots show` writes HTML that loads vega from a CDN; this asks DVC for the vega-lite specs
     (`dvc plots show --json`) and renders them locally with vl-convert.
     """
-    import json
     import re
-    import subprocess
+
+    from flows.report_page import PLOT_PATTERNS, dvc_plot_specs
 
     try:
         import vl_convert
     except ImportError:
         _fail("rendering needs vl-convert-python: pip install 'faceops[plots]'")
     workspace = _workspace(root)
-    patterns = match or ["loss/total", "ROC", "confusion"]
-    shown = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=workspace,
-                           capture_output=True, text=True, check=False)  # fmt: skip
-    if shown.returncode != 0:
-        _fail(f"dvc plots show failed:\n{shown.stderr[-2000:]}")
+    patterns = match or list(PLOT_PATTERNS)
+    try:
+        specs = dvc_plot_specs(workspace, patterns)
+    except RuntimeError as err:
+        _fail(str(err))
     target = workspace / out
     target.mkdir(parents=True, exist_ok=True)
     written = 0
-    for name, entries in sorted(json.loads(shown.stdout).get("data", {}).items()):
-        if not any(p in name for p in patterns):
-            continue
-        for entry in entries:
-            if isinstance(entry, dict) and entry.get("type") == "vega":
-                png = target / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") + ".png")
-                png.write_bytes(vl_convert.vegalite_to_png(entry["content"]))
-                console.print(f"{name} -> {png.relative_to(workspace)}")
-                written += 1
+    for name, spec in specs:
+        png = target / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") + ".png")
+        png.write_bytes(vl_convert.vegalite_to_png(spec))
+        console.print(f"{name} -> {png.relative_to(workspace)}")
+        written += 1
     if not written:
         _fail(f"no plot matched {patterns}: run `faceops run` first, or pass --match")
 

@@ -1,10 +1,13 @@
-"""Stage `report`: contact sheets per source and split, quarantine summary and counts (also printed)."""
+"""Stage `report`: contact sheets per source and split, the quarantine (by reason and file) and counts.
+
+Writes ``summary.json`` (``faceops.report.report_summary``) and a short ``summary.md`` (also printed). The
+page people read, with every stage's metrics, plots and run times, is ``faceops report``'s view of these.
+"""
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from faceops.io.atomic import atomic_directory, atomic_write_bytes, atomic_write
 from faceops.io.jsonl import read_jsonl
 from faceops.io.layout import QUARANTINE, SUMMARY_JSON, SUMMARY_MD
 from faceops.io.shards import iter_tar_samples, read_index
-from faceops.report import contact_sheet, summary_markdown
+from faceops.report import contact_sheet, report_summary, summary_markdown
 from stages._common import console, params_or_exit, parse_args
 
 
@@ -26,18 +29,10 @@ def _first_faces(shard_paths: list[Path], n: int) -> list[np.ndarray]:
             for s in samples]  # fmt: skip
 
 
-def _flat_metrics(paths: Sequence[Path]) -> dict[str, object]:
-    """Stage metrics files -> one flat dict keyed ``<file stem>/<key>``."""
-    return {f"{p.stem}/{k}": v for p in paths for k, v in json.loads(p.read_text()).items()}
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(__doc__, ["interim", "aligned", "shards", "out"], argv, path_lists=["metrics-in"])
-    params = params_or_exit(args.params, report=ReportParams)
-    cfg = params.report
-    quarantine: dict[str, Counter] = defaultdict(Counter)
-    for q in itertools.chain(read_jsonl(args.interim / QUARANTINE), read_jsonl(args.aligned / QUARANTINE)):
-        quarantine[q["stage"]][q["reason"]] += 1
+    args = parse_args(__doc__, ["interim", "aligned", "shards", "out"], argv)
+    cfg = params_or_exit(args.params, report=ReportParams).report
+    quarantine = list(itertools.chain(read_jsonl(args.interim / QUARANTINE), read_jsonl(args.aligned / QUARANTINE)))
     sources = {}
     with atomic_directory(args.out) as staging:
         for index_dir in sorted(p for p in args.shards.iterdir() if p.is_dir()):
@@ -45,17 +40,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             sources[index_dir.name] = index["splits"]
             for split, info in sorted(index["splits"].items()):
                 faces = _first_faces([index_dir / s for s in info["shards"]], cfg.faces_per_split)
-                ok, png = cv2.imencode(".png", cv2.cvtColor(contact_sheet(faces, columns=cfg.columns), cv2.COLOR_RGB2BGR))
+                sheet = cv2.cvtColor(contact_sheet(faces, columns=cfg.columns), cv2.COLOR_RGB2BGR)
+                png = cv2.imencode(".png", sheet)[1]
                 atomic_write_bytes(staging / f"contact_{index_dir.name}_{split}.png", png.tobytes())
-        summary = {
-            "sources": sources,
-            "quarantine": {stage: dict(sorted(c.items())) for stage, c in sorted(quarantine.items())},
-            "counts": {
-                "samples": sum(i["samples"] for splits in sources.values() for i in splits.values()),
-                "quarantined": sum(sum(c.values()) for c in quarantine.values()),
-            },
-            "metrics": _flat_metrics(args.metrics_in),
-        }
+        summary = report_summary(sources, quarantine, max_rows=cfg.quarantine_rows)
         atomic_write_text(staging / SUMMARY_JSON, json.dumps(summary, indent=2, sort_keys=True) + "\n")
         markdown = summary_markdown(summary)
         atomic_write_text(staging / SUMMARY_MD, markdown)

@@ -1,15 +1,18 @@
-"""Report building blocks: contact sheets of aligned faces and a plain-text/markdown summary.
+"""The run report: contact sheets, the stage's summary, the headline table and the HTML page.
 
-Pure functions over arrays and dicts; the `report` stage reads the inputs and writes the files.
+Pure functions over arrays and dicts: the `report` stage writes the contact sheets and ``summary.json`` /
+``summary.md`` (:func:`report_summary`, :func:`summary_markdown`); ``faceops report`` gathers them with every
+stage's metrics into the headline table (``faceops.report.headline``) and the page (``faceops.report.page``).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["contact_sheet", "summary_markdown"]
+__all__ = ["contact_sheet", "report_summary", "summary_markdown"]
 
 
 def contact_sheet(faces: Sequence[np.ndarray], *, columns: int, pad: int = 2, background: int = 255) -> np.ndarray:
@@ -48,31 +51,52 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
     return lines
 
 
-def summary_markdown(summary: Mapping) -> str:
-    """Render the report summary (as built by the `report` stage) as markdown.
+def report_summary(
+    sources: Mapping[str, Mapping[str, Mapping]], quarantine: Sequence[Mapping[str, str]], *, max_rows: int
+) -> dict:
+    """The report stage's ``summary.json``: shards, quarantine by reason and file, per-source counts.
 
-    Expected keys: ``sources`` {source: {split: {"samples", "identities", "shards"}}}, ``quarantine``
-    {stage: {reason: count}}, ``counts`` {name: value}, optional ``metrics`` {name: value} (zero counts are left out of the table).
+    Args:
+        sources: ``{source: {split: {"samples", "identities", "shards"}}}`` (the shard indexes).
+        quarantine: quarantine rows (``source``, ``path``, ``stage``, ``reason``, ``detail``), any order.
+        max_rows: how many quarantine rows to list (the counts always cover all of them).
+
+    Returns:
+        ``sources``; ``quarantine``: ``[source, stage, reason, files]`` sorted; ``quarantine_rows``: the first
+        ``max_rows`` rows by (source, stage, path); ``quarantine_total``; ``counts`` (``samples``,
+        ``quarantined``); ``metrics``: ``<source>/samples``, ``<source>/quarantined`` and
+        ``<source>/quarantined/<stage>``, flat like a stage's metrics (the page's ``report/...`` keys).
     """
-    lines = ["# faceops report", ""]
-    counts = summary.get("counts", {})
-    if counts:
-        lines += ["## Counts", "", *_table(["what", "n"], sorted(counts.items())), ""]
-    lines += ["## Shards", ""]
+    rows = sorted(quarantine, key=lambda q: (q["source"], q["stage"], q["path"]))
+    by_reason = Counter((q["source"], q["stage"], q["reason"]) for q in rows)
+    metrics: dict[str, int] = {}
+    for name in sorted(set(sources) | {q["source"] for q in rows}):
+        metrics[f"{name}/samples"] = sum(info["samples"] for info in sources.get(name, {}).values())
+        metrics[f"{name}/quarantined"] = sum(1 for q in rows if q["source"] == name)
+        for stage in sorted({q["stage"] for q in rows if q["source"] == name}):
+            metrics[f"{name}/quarantined/{stage}"] = sum(1 for q in rows if (q["source"], q["stage"]) == (name, stage))
+    return {
+        "sources": {name: dict(sorted(splits.items())) for name, splits in sorted(sources.items())},
+        "quarantine": [[*key, n] for key, n in sorted(by_reason.items())],
+        "quarantine_rows": [dict(q) for q in rows[:max_rows]],
+        "quarantine_total": len(rows),
+        "counts": {"samples": sum(v for k, v in metrics.items() if k.endswith("/samples")), "quarantined": len(rows)},
+        "metrics": metrics,
+    }
+
+
+def summary_markdown(summary: Mapping) -> str:
+    """The summary (:func:`report_summary`) as short markdown: counts, shards, quarantine by reason.
+
+    The metrics are not repeated here: ``faceops report`` prints the rounded headline and writes the page.
+    """
+    lines = ["# faceops report", "", *_table(["what", "n"], sorted(summary["counts"].items())), "", "## Shards", ""]
     shard_rows = [
         (source, split, info["samples"], info["identities"], len(info["shards"]))
-        for source, splits in sorted(summary.get("sources", {}).items())
-        for split, info in sorted(splits.items())
+        for source, splits in summary["sources"].items()
+        for split, info in splits.items()
     ]
-    lines += [*_table(["source", "split", "samples", "identities", "shards"], shard_rows), ""]
-    quarantine_rows = [
-        (stage, reason, n)
-        for stage, reasons in sorted(summary.get("quarantine", {}).items())
-        for reason, n in sorted(reasons.items())
-    ]
-    lines += ["## Quarantine", ""]
-    lines += _table(["stage", "reason", "files"], quarantine_rows) if quarantine_rows else ["none"]
-    metrics = {k: v for k, v in summary.get("metrics", {}).items() if v != 0}
-    if metrics:
-        lines += ["", "## Metrics", "", *_table(["metric", "value"], sorted(metrics.items()))]
+    lines += [*_table(["source", "split", "samples", "identities", "shards"], shard_rows), "", "## Quarantine", ""]
+    quarantined = summary["quarantine"]
+    lines += _table(["source", "stage", "reason", "files"], quarantined) if quarantined else ["none"]
     return "\n".join(lines) + "\n"
