@@ -11,45 +11,24 @@ weights' bytes) is exported from there instead of trained again (``stages._train
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from faceops.config.base import BaseParams
 from faceops.config.train import TrainParams
-from faceops.io.atomic import atomic_directory
 from faceops.io.digest import sha256_file
 from faceops.io.layout import MODEL_FILE
 from stages._common import params_or_exit, parse_args
 from stages._training import train_stage
+from stages._versions import file_at_version
 
 #: Added to ``base.seed`` so training and pre-training draw different random streams.
 SEED_OFFSET = 2_000
 
 
 def promoted_init_file(tag: str, model_file: Path, scratch: Path) -> Path:
-    """``model_file`` as the version tagged ``tag`` recorded it, copied to ``scratch/<tag>/`` and returned.
-
-    The tag's commit pins the model's hash in its dvc.lock, so DVC serves exactly those bytes from the
-    local cache (or the default remote); nothing here trusts the working tree, which may hold a newer
-    model. ``model_file`` is relative to the repository root, where DVC runs stage commands.
-
-    Raises:
-        SystemExit: the tag does not exist or DVC cannot find the model it pins (the message says which).
-    """
-    import dvc.api  # only a fine-tuning run needs DVC's API (slow to import)
-
-    target = scratch / tag / MODEL_FILE
-    try:
-        with dvc.api.open(model_file.as_posix(), rev=tag, mode="rb") as stream, atomic_directory(target.parent) as tmp:
-            with (tmp / MODEL_FILE).open("wb") as copy:
-                shutil.copyfileobj(stream, copy)
-    except Exception as err:  # DVC raises several types (RevError, PathMissingError, FileMissingError, ...)
-        raise SystemExit(
-            f"train.init {tag!r}: cannot read {model_file} at that version ({type(err).__name__}: {err}); check "
-            "`git tag -l 'model@v*'`, and `dvc pull` if the model is only on a remote"
-        ) from None
-    return target
+    """``model_file`` as the version tagged ``tag`` recorded it, copied under ``scratch`` (``stages._versions``)."""
+    return file_at_version(model_file, tag, scratch, param="train.init")
 
 
 def imported_init_file(init: str, folder: Path) -> Path:
