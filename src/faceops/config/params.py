@@ -26,6 +26,10 @@ from faceops.config.pretrain import PretrainParams
 from faceops.config.report import ReportParams
 from faceops.config.sample import SampleParams
 from faceops.config.shard import ShardParams
+from faceops.config.structure_evaluate import StructureEvaluateParams
+from faceops.config.structure_sample import StructureSampleParams
+from faceops.config.structure_shard import StructureShardParams
+from faceops.config.structure_train import StructureTrainParams
 from faceops.config.train import TrainParams
 
 __all__ = ["Params", "ParamsError", "load_params", "parse_params"]
@@ -46,6 +50,10 @@ class Params(Section):
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     embed: EmbedParams = Field(default_factory=EmbedParams)
     cluster: ClusterParams = Field(default_factory=ClusterParams)
+    structure_sample: StructureSampleParams = Field(default_factory=StructureSampleParams)
+    structure_shard: StructureShardParams = Field(default_factory=StructureShardParams)
+    structure_train: StructureTrainParams = Field(default_factory=StructureTrainParams)
+    structure_evaluate: StructureEvaluateParams = Field(default_factory=StructureEvaluateParams)
     ops: OpsParams = Field(default_factory=OpsParams)
     pipeline: PipelineParams = Field(default_factory=PipelineParams)
 
