@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from faceops.config.fit import FitParams
+from faceops.config.gabn import GabnParams
 
 __all__ = ["TrainParams"]
 
@@ -22,6 +23,7 @@ class TrainParams(FitParams):
     ``imported:<model>@<sha256 prefix>`` starts from official weights that ``faceops import-weights`` wrote
     to ``models/imported/<model>.pt`` (the whole model, or the backbone of a recognition-only one); the
     12 hex digits pin those bytes, so params and dvc.lock name the start here too.
+    ``gabn``: GABN's attention-balancing terms (``faceops.config.gabn``), off by default.
     """
 
     model: Literal["swinface_cpu", "swinface_swin_t"] = "swinface_cpu"
@@ -31,3 +33,4 @@ class TrainParams(FitParams):
     steps: Annotated[int, Field(ge=1, le=10_000_000)] = 160
     warmup_steps: Annotated[int, Field(ge=0)] = 16
     backbone_lr_scale: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    gabn: GabnParams = Field(default_factory=GabnParams)

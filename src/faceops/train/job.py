@@ -15,11 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch.nn as nn
+
+from faceops.fairness import gabn_terms, shard_groups
 from faceops.io.checkpoint import load_checkpoint, save_checkpoint
 from faceops.train.distributed import DistInfo
 from faceops.train.export import model_record
 from faceops.train.loop import fit, summarize
 from faceops.train.run import build_training
+from faceops.train.terms import LossTerm
 
 if TYPE_CHECKING:
     from faceops.config.pretrain import PretrainParams
@@ -49,12 +53,13 @@ class TrainedModel:
 def run_training(
     cfg: PretrainParams | TrainParams, *, seed: int, shard_urls: Mapping[str, Sequence[Path]], resume_file: Path,
     dist: DistInfo, init_file: Path | None = None, log: Callable[[int, dict[str, float]], None] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, make_terms: Callable[[nn.Module], Sequence[LossTerm]] | None = None,
 ) -> TrainedModel:  # fmt: skip
     """Train ``cfg.model`` on ``shard_urls`` for ``cfg.steps`` steps, continuing ``resume_file`` if it exists.
 
     Args:
-        cfg: the ``pretrain`` or ``train`` params section (model, sources' shares, optimizer, schedule, ...).
+        cfg: the ``pretrain``, ``train`` or ``adapt`` params section (model, sources' shares, optimizer, schedule,
+            ...; ``gabn`` where the section has it).
         seed: the run's seed (weights, data order, flips, centre sampling).
         shard_urls: source name -> its training shards, in ``cfg.sources`` order.
         resume_file: the resumable checkpoint of this run (read when present, written by rank 0).
@@ -64,6 +69,8 @@ def run_training(
             ``pretrain`` section's caller), else ``"scratch"``.
         log: called with ``(step, {metric: value})`` for every logged step (give it on rank 0 only).
         progress: called with the number of steps done, first the resumed ones (rank 0 only).
+        make_terms: the caller's extra loss terms for the model (``build_training``), e.g. AIN's target term;
+            with ``cfg.gabn.enabled`` GABN's terms (``faceops.fairness.gabn_terms``) are added after them.
     """
     record = load_checkpoint(init_file, kind="model") if init_file is not None else None
     init = record if record is not None and record["enabled"] else None
@@ -73,6 +80,7 @@ def run_training(
         warmup_steps=cfg.warmup_steps, steps=cfg.steps, final_lr_ratio=cfg.final_lr_ratio,
         margin_scale=cfg.margin_scale, margin_cos=cfg.margin_cos, sample_rate=cfg.sample_rate, hflip=cfg.hflip,
         shuffle_buffer=cfg.shuffle_buffer, num_workers=cfg.num_workers, seed=seed, device=dist.device, init=init,
+        make_terms=_with_gabn(cfg, make_terms, shard_urls, seed),
     )  # fmt: skip
     section = cfg.model_dump(mode="json")
     resume = load_checkpoint(resume_file, kind="resume") if resume_file.is_file() else None
@@ -100,3 +108,22 @@ def run_training(
         resumed_from=start,
         images_per_second=(result.step - start) * cfg.batch_size * dist.world_size / max(seconds, 1e-9),
     )  # fmt: skip
+
+
+def _with_gabn(
+    cfg: Any, make_terms: Callable[[nn.Module], Sequence[LossTerm]] | None, shard_urls: Mapping[str, Sequence[Path]],
+    seed: int,
+) -> Callable[[nn.Module], list[LossTerm]] | None:  # fmt: skip
+    """The caller's terms plus GABN's when the section switches it on (``train``/``adapt`` have ``gabn``)."""
+    gabn = getattr(cfg, "gabn", None)
+    if make_terms is None and (gabn is None or not gabn.enabled):
+        return None
+
+    def terms(model: nn.Module) -> list[LossTerm]:
+        extra = list(make_terms(model)) if make_terms is not None else []
+        if gabn is not None and gabn.enabled:
+            groups = shard_groups(url for urls in shard_urls.values() for url in urls)
+            extra += gabn_terms(gabn, model, groups, seed=seed)
+        return extra
+
+    return terms
