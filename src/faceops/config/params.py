@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from faceops.config.adapt import AdaptParams
 from faceops.config.align import AlignParams
 from faceops.config.base import BaseParams
 from faceops.config.cluster import ClusterParams
@@ -47,6 +48,7 @@ class Params(Section):
     report: ReportParams = Field(default_factory=ReportParams)
     pretrain: PretrainParams = Field(default_factory=PretrainParams)
     train: TrainParams = Field(default_factory=TrainParams)
+    adapt: AdaptParams = Field(default_factory=AdaptParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     embed: EmbedParams = Field(default_factory=EmbedParams)
     cluster: ClusterParams = Field(default_factory=ClusterParams)
