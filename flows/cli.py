@@ -265,7 +265,7 @@ def import_bin(
 
 @app.command("import-weights")
 def import_weights(
-    name: Annotated[str, typer.Argument(help="the importer (faceops.models.importers.IMPORTERS, e.g. fiwhn)")],
+    name: Annotated[str, typer.Argument(help="the importer (faceops.models.importers.IMPORTERS: swinface, fiwhn)")],
     checkpoint: Annotated[Path, typer.Argument(help="the official checkpoint file")],
     root: RootOption = None,
 ) -> None:
@@ -274,6 +274,7 @@ def import_weights(
     The file is read with torch.load(weights_only=True); a key or shape that does not fit is refused, naming it.
     """
     from faceops.io.checkpoint import save_checkpoint
+    from faceops.io.digest import sha256_file
     from faceops.models.importers import import_weights as convert
 
     workspace = _workspace(root)
@@ -284,8 +285,12 @@ def import_weights(
     target = workspace / "models" / "imported" / f"{record['model_name']}.pt"
     save_checkpoint(target, record, kind="model")
     dvc_add(workspace, target)
+    digest = sha256_file(target)[:12]
     console.print(f"{name}: {len(record['state_dict'])} tensors -> {target.relative_to(workspace)} "
-                  f"({record['model_name']}); git add its .dvc file to version it")  # fmt: skip
+                  f"({record['model_name']}, sha256 {digest}...); git add its .dvc file to version it")  # fmt: skip
+    if record["model_name"].startswith("swinface_swin_t"):  # a recognition model `train` can start from
+        console.print(f"to train from it, set in params.yaml: train.model: swinface_swin_t, "
+                      f"train.init: imported:{record['model_name']}@{digest}")  # fmt: skip
 
 
 def _hardlink_or_copy(src: str, dst: str) -> None:

@@ -6,6 +6,9 @@ a registered faceops model strictly (every tensor must fit; the error names the 
 not) and returns an exported-model record that ``faceops.train.build_model`` / ``load_trained_model`` rebuild.
 The CLI saves the record (``save_checkpoint(..., kind="model")``) and tracks it with DVC.
 
+- ``swinface``: the official SwinFace weights (github.com/lxq1000/SwinFace, ``checkpoint_step_79999_gpu_0.pt``:
+  the whole model as ``swinface_swin_t``, or a backbone-only checkpoint as ``swinface_swin_t_rec``;
+  arXiv:2308.11509); the name map is ``faceops.models.swinface_official``.
 - ``fiwhn``: the official FIWHN weights (github.com/24wenjie-li/FIWHN, ``experiments/model_best_x{2,3,4}.pt``,
   455 tensors each; arXiv:2212.14181); the scale and width are read from the tensor shapes.
 """
@@ -105,3 +108,19 @@ def import_fiwhn(path: Path) -> dict[str, Any]:
     model = create_model(model_name, **model_args)
     model.load_state_dict(checkpoint_filter_fn(state, model))
     return sr_record(model, model_name, model_args, step=0, params={}, init=f"official:{path.name}")
+
+
+@register_importer("swinface")
+def import_swinface(path: Path) -> dict[str, Any]:
+    """An official SwinFace checkpoint as a ``swinface_swin_t`` record (``swinface_swin_t_rec`` when it holds
+    the backbone only); the official training steps, where saved, become the record's ``step``."""
+    from faceops.models.swinface_official import checkpoint_filter_fn, split_checkpoint
+    from faceops.train.export import model_record
+
+    loaded = read_checkpoint(path)
+    parts = split_checkpoint(loaded)
+    model_name = "swinface_swin_t" if "fam" in parts else "swinface_swin_t_rec"
+    model = create_model(model_name)
+    model.load_state_dict(checkpoint_filter_fn(parts, model))
+    steps = int(loaded["global_step"]) + 1 if isinstance(loaded.get("global_step"), int) else 0
+    return model_record(model, model_name, {}, identities=[], step=steps, params={}, init=f"official:{path.name}")
