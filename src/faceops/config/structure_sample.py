@@ -24,7 +24,7 @@ class StructureSampleParams(Section):
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 95
 
     @model_validator(mode="after")
-    def _buildings_range(self) -> "StructureSampleParams":
+    def _buildings_range(self) -> StructureSampleParams:
         lo, hi = self.buildings
         if not 1 <= lo <= hi <= 50:
             raise ValueError(f"buildings must be [lo, hi] with 1 <= lo <= hi <= 50, got {list(self.buildings)}")

@@ -10,7 +10,7 @@ from faceops.config import SOURCE_NAME_PATTERN
 from faceops.config.core import Section
 from faceops.config.shard import SplitFractions
 
-__all__ = ["StructureSource", "StructureShardParams"]
+__all__ = ["StructureShardParams", "StructureSource"]
 
 
 class StructureSource(Section):

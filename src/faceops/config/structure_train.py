@@ -62,7 +62,7 @@ class StructureTrainParams(Section):
     log_every: Annotated[int, Field(ge=1)] = 10
 
     @model_validator(mode="after")
-    def _consistent(self) -> "StructureTrainParams":
+    def _consistent(self) -> StructureTrainParams:
         if self.warmup_steps >= self.steps:
             raise ValueError(f"warmup_steps ({self.warmup_steps}) must be < steps ({self.steps})")
         names = [s.name for s in self.sources]

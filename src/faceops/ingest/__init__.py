@@ -11,6 +11,7 @@ Every file ends up in exactly one place, an accepted manifest row or a quarantin
 - `faceops.ingest.labels_csv`: the ``labels_csv`` layout (identity, expression, age, group, CelebA
   attributes, five landmarks per image);
 - `faceops.ingest.coco`: the ``coco_keypoints`` layout (COCO person keypoints).
+- `faceops.ingest.heat`: the ``heat_planar`` layout (HEAT's planar-graph annotations: corners and edges).
 
 Unlike the rest of the library, this package reads files itself: it walks the source folder and reads
 its annotation file; image bytes are read and decoded by `faceops.io.images`.

@@ -2,7 +2,7 @@
 
 **What is scanned.** Every file under ``root``, walked in sorted order, except hidden names (a
 leading dot, files and folders: ``.git``, ``.DS_Store``, ``.dvc`` ...) and the layout's own
-annotation file at the top. A symlink whose target lies outside ``root`` is refused
+annotation files or folders at the top. A symlink whose target lies outside ``root`` is refused
 (``outside_root``); a symlink to a folder inside ``root`` is not followed (``symlink_dir``: its
 target is scanned where it really is). A name that is not valid UTF-8 is refused (``bad_filename``),
 and so is anything that is not a regular file (``unreadable``).
@@ -14,6 +14,7 @@ by :func:`faceops.io.images.decode_image` (its reasons become quarantine reasons
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +40,9 @@ class Refused:
     detail: str
 
 
-def walk(root: Path, *, skip: str | None) -> tuple[list[str], dict[str, Refused]]:
-    """Sorted POSIX relpaths of the regular files under ``root``, and the entries refused on the way."""
+def walk(root: Path, *, skip: Collection[str] = ()) -> tuple[list[str], dict[str, Refused]]:
+    """Sorted POSIX relpaths of the regular files under ``root`` (not entering the relpaths in ``skip``), and the
+    entries refused on the way."""
     real_root = root.resolve()
     files: list[str] = []
     refused: dict[str, Refused] = {}
@@ -49,7 +51,7 @@ def walk(root: Path, *, skip: str | None) -> tuple[list[str], dict[str, Refused]
         with os.scandir(directory) as entries:
             for entry in sorted(entries, key=lambda e: e.name):
                 relpath = prefix + entry.name
-                if entry.name.startswith(".") or relpath == skip:
+                if entry.name.startswith(".") or relpath in skip:
                     continue
                 if not _is_utf8(relpath):
                     shown = relpath.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

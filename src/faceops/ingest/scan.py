@@ -24,6 +24,7 @@ from typing import Any, Literal
 from faceops.config import SOURCE_NAME_PATTERN
 from faceops.ingest.coco import read_coco
 from faceops.ingest.files import Decoded, Refused, inspect_file, walk
+from faceops.ingest.heat import HEAT_OWN_FILES, read_heat
 from faceops.ingest.labels_csv import read_labels_csv
 from faceops.ingest.layouts import Annotations, read_imagefolder, read_unlabeled
 from faceops.io.images import REJECT_REASONS
@@ -32,7 +33,7 @@ from faceops.labels import sample_id
 
 __all__ = ["LAYOUTS", "QUARANTINE_REASONS", "IngestResult", "SourceFormat", "scan_source"]
 
-SourceFormat = Literal["imagefolder", "unlabeled", "labels_csv", "coco_keypoints"]
+SourceFormat = Literal["imagefolder", "unlabeled", "labels_csv", "coco_keypoints", "heat_planar"]
 
 #: Every quarantine reason this stage can give (``counts`` holds each, zeros included).
 QUARANTINE_REASONS: tuple[str, ...] = (
@@ -48,12 +49,13 @@ QUARANTINE_REASONS: tuple[str, ...] = (
     "duplicate",
 )
 
-#: The layout reader of each ``fmt`` and the annotation file it owns (excluded from the scan).
-LAYOUTS: dict[str, tuple[Callable[[Path, list[str]], Annotations], str | None]] = {
-    "imagefolder": (read_imagefolder, None),
-    "unlabeled": (read_unlabeled, None),
-    "labels_csv": (read_labels_csv, LABELS_CSV),
-    "coco_keypoints": (read_coco, COCO_ANNOTATIONS),
+#: The layout reader of each ``fmt`` and the annotation files or folders it owns (excluded from the scan).
+LAYOUTS: dict[str, tuple[Callable[[Path, list[str]], Annotations], tuple[str, ...]]] = {
+    "imagefolder": (read_imagefolder, ()),
+    "unlabeled": (read_unlabeled, ()),
+    "labels_csv": (read_labels_csv, (LABELS_CSV,)),
+    "coco_keypoints": (read_coco, (COCO_ANNOTATIONS,)),
+    "heat_planar": (read_heat, HEAT_OWN_FILES),
 }
 
 
@@ -114,8 +116,8 @@ def scan_source(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"source root {root} is not a directory; put the source under it or fix the path")
-    read_layout, annotation_file = LAYOUTS[fmt]
-    files, refused_on_walk = walk(root, skip=annotation_file)
+    read_layout, annotation_files = LAYOUTS[fmt]
+    files, refused_on_walk = walk(root, skip=annotation_files)
     annotations = read_layout(root, files)
     refused, to_decode = _refuse_before_decoding(files, refused_on_walk, annotations)
     seen = len(set(files) | refused.keys())
