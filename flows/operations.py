@@ -37,6 +37,7 @@ from faceops.config.pipeline import PipelineParams
 from flows.inbox import settled_files, snapshot
 from flows.pipeline import dvc_stage, pipeline
 from flows.promotion import promote_if_better, train_from_promoted
+from flows.report_page import record_run_times
 from flows.sources import AddResult, add_files_to_source
 from flows.versioning import record_version
 from flows.workspace import plan_run, recover, stage_order, workspace_lock
@@ -78,7 +79,9 @@ def _run_stale(workspace: Path, targets: list[str] | None = None) -> list[dict]:
     plan = plan_run(workspace, targets or ())
     if not plan.stale:
         return []
-    return pipeline(str(workspace), targets or [], False, settled=sorted(plan.settled), rebuild=sorted(plan.force))
+    runs = pipeline(str(workspace), targets or [], False, settled=sorted(plan.settled), rebuild=sorted(plan.force))
+    record_run_times(workspace, runs)
+    return runs
 
 
 def _version_and_promote(workspace: Path, params: Params, reason: str) -> dict:
@@ -149,7 +152,9 @@ def _forced(workspace: Path, settings: PipelineParams, stage: str) -> dict:
         retries=settings.stage_retries.get(stage, settings.retries),
         retry_delay_seconds=settings.retry_delay_seconds,
     )
-    return task(str(workspace), stage, True, settings.stage_timeout_seconds.get(stage, settings.timeout_seconds), False)
+    run = task(str(workspace), stage, True, settings.stage_timeout_seconds.get(stage, settings.timeout_seconds), False)
+    record_run_times(workspace, [run])
+    return run
 
 
 @flow(name="faceops-retrain")

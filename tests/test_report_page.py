@@ -136,3 +136,11 @@ def test_faceops_report_prints_the_headline_and_the_page(workspace):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "verification accuracy" in result.stdout and "+0.050" in result.stdout
     assert f"report page: {workspace / PAGE}" in result.stdout.replace("\n", "")
+
+
+def test_run_times_keep_each_stages_last_run(tmp_path):
+    record_run_times(tmp_path, [{"stage": "a", "ran": True, "seconds": 5.0}])
+    record_run_times(tmp_path, [{"stage": "a", "ran": False, "seconds": 0.0}, {"stage": "b", "ran": True, "seconds": 3}])
+    record_run_times(tmp_path, [{"stage": "b", "ran": True, "seconds": 4.5}])
+    times = json.loads((tmp_path / ".faceops" / "run_times.json").read_text())
+    assert {stage: t["seconds"] for stage, t in times.items()} == {"a": 5.0, "b": 4.5}
