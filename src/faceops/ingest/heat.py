@@ -9,6 +9,9 @@ under ``rgb/``, labels ``identity`` (``None``), ``corners`` [[x, y], ...], ``edg
 annotation is quarantined as ``unlabeled``; an annotation that cannot be read safely, or whose corners lie
 outside the decoded image, as ``bad_label``; files outside ``rgb/`` as ``unlabeled``. The ``structure-shard``
 stage reads the generated data set through this layout too (``faceops.structure.synthetic`` writes it).
+
+Paper: Jiacheng Chen, Yiming Qian and Yasutaka Furukawa, "HEAT: Holistic Edge Attention Transformer for Structured
+Reconstruction", CVPR 2022, arXiv 2111.15143.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ Training candidates follow HEAT's mix of prediction and ground truth: each groun
 position of the nearest unmatched detection within ``match_px`` (5 px in HEAT), the other detections join as
 corners of no edge (up to ``max_corners``, in a random order), so the edge classifier learns on corners as
 the detector places them.
+
+Papers: CornerFormer: Hongbo Tian, Yulong Li, Linzhi Huang, Xu Ling, Yue Yang and Jiani Hu, "CornerFormer: Boosting
+Corner Representation for Fine-Grained Structured Reconstruction", arXiv preprint 2304.07072, 2023; HEAT: Jiacheng
+Chen, Yiming Qian and Yasutaka Furukawa, "HEAT: Holistic Edge Attention Transformer for Structured Reconstruction",
+CVPR 2022, arXiv 2111.15143.
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ exported record safely, :func:`evaluate_structure` decodes every image of the sh
 (``faceops.structure.inference``), scores it against its labels (``faceops.structure.metrics``: HEAT's
 corner, edge and region matching; Chen, Qian and Furukawa, CVPR 2022, arXiv 2111.15143, as CornerFormer,
 arXiv 2304.07072, reports it) and draws the first images: ground truth in green, the prediction in red.
+
+Papers: CornerFormer: Hongbo Tian, Yulong Li, Linzhi Huang, Xu Ling, Yue Yang and Jiani Hu, "CornerFormer: Boosting
+Corner Representation for Fine-Grained Structured Reconstruction", arXiv preprint 2304.07072, 2023; HEAT: Jiacheng
+Chen, Yiming Qian and Yasutaka Furukawa, "HEAT: Holistic Edge Attention Transformer for Structured Reconstruction",
+CVPR 2022, arXiv 2111.15143.
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ follow from the corners and edges, either as the bounded faces of the straight-l
 (:func:`planar_faces`, the region labels of the shards) or rasterised the way HEAT's evaluation does
 (:func:`region_masks`: the edges drawn 1 px wide, the connected parts of what is left, without the
 background and without parts under 20 px).
+
+Papers: CornerFormer: Hongbo Tian, Yulong Li, Linzhi Huang, Xu Ling, Yue Yang and Jiani Hu, "CornerFormer: Boosting
+Corner Representation for Fine-Grained Structured Reconstruction", arXiv preprint 2304.07072, 2023; HEAT: Jiacheng
+Chen, Yiming Qian and Yasutaka Furukawa, "HEAT: Holistic Edge Attention Transformer for Structured Reconstruction",
+CVPR 2022, arXiv 2111.15143.
 """
 
 from __future__ import annotations

@@ -7,6 +7,11 @@ round but the last, undecided candidates with probability >= ``fix_positive`` be
 <= ``fix_negative`` known non-edges, fed back as known labels; the last round accepts the undecided ones with
 probability >= ``keep``. Corners that end without an edge are dropped. CornerFormer (Tian et al., arXiv
 2304.07072) decodes the same way as far as its abstract says.
+
+Papers: CornerFormer: Hongbo Tian, Yulong Li, Linzhi Huang, Xu Ling, Yue Yang and Jiani Hu, "CornerFormer: Boosting
+Corner Representation for Fine-Grained Structured Reconstruction", arXiv preprint 2304.07072, 2023; HEAT: Jiacheng
+Chen, Yiming Qian and Yasutaka Furukawa, "HEAT: Holistic Edge Attention Transformer for Structured Reconstruction",
+CVPR 2022, arXiv 2111.15143.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ Both follow HEAT (Chen, Qian and Furukawa, CVPR 2022, arXiv 2111.15143), as Corn
   the ``edge_multiplier`` x corners best stage-1 candidates whose label was not revealed; each image
   reveals a random share of them, drawn from U(0, 0.5] (HEAT's masked training), as known labels. Both sums
   are divided by the batch size.
+
+Papers: CornerFormer: Hongbo Tian, Yulong Li, Linzhi Huang, Xu Ling, Yue Yang and Jiani Hu, "CornerFormer: Boosting
+Corner Representation for Fine-Grained Structured Reconstruction", arXiv preprint 2304.07072, 2023; HEAT: Jiacheng
+Chen, Yiming Qian and Yasutaka Furukawa, "HEAT: Holistic Edge Attention Transformer for Structured Reconstruction",
+CVPR 2022, arXiv 2111.15143.
 """
 
 from __future__ import annotations

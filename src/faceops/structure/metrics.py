@@ -15,6 +15,11 @@ CornerFormer (Tian et al., arXiv 2304.07072) reports:
 
 Counts are summed over the data set; precision = TP / predictions, recall = TP / ground truth, F1 their
 harmonic mean (0 where a denominator is 0).
+
+Papers: CornerFormer: Hongbo Tian, Yulong Li, Linzhi Huang, Xu Ling, Yue Yang and Jiani Hu, "CornerFormer: Boosting
+Corner Representation for Fine-Grained Structured Reconstruction", arXiv preprint 2304.07072, 2023; HEAT: Jiacheng
+Chen, Yiming Qian and Yasutaka Furukawa, "HEAT: Holistic Edge Attention Transformer for Structured Reconstruction",
+CVPR 2022, arXiv 2111.15143.
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ shadow and a textured roof per building, sensor noise and blur. Corners lie on w
 are exact. The design of the scenes is ours; no data set or code was copied.
 
 One scene depends only on ``(seed, index)``, so a larger data set starts with the same scenes.
+
+Papers: CornerFormer: Hongbo Tian, Yulong Li, Linzhi Huang, Xu Ling, Yue Yang and Jiani Hu, "CornerFormer: Boosting
+Corner Representation for Fine-Grained Structured Reconstruction", arXiv preprint 2304.07072, 2023; HEAT: Jiacheng
+Chen, Yiming Qian and Yasutaka Furukawa, "HEAT: Holistic Edge Attention Transformer for Structured Reconstruction",
+CVPR 2022, arXiv 2111.15143.
 """
 
 from __future__ import annotations

@@ -13,6 +13,11 @@ corners of an axis-aligned rectangle (bisectors at 45 + k * 90 degrees) sit in t
 sectors, one per channel. A corner whose edge vectors cancel (a straight-through corner) points
 perpendicular to its first edge (turned +90 degrees); an isolated corner goes to channel 0. One channel
 gives HEAT's single heatmap. Every corner lands in exactly one channel.
+
+Papers: CornerFormer: Hongbo Tian, Yulong Li, Linzhi Huang, Xu Ling, Yue Yang and Jiani Hu, "CornerFormer: Boosting
+Corner Representation for Fine-Grained Structured Reconstruction", arXiv preprint 2304.07072, 2023; HEAT: Jiacheng
+Chen, Yiming Qian and Yasutaka Furukawa, "HEAT: Holistic Edge Attention Transformer for Structured Reconstruction",
+CVPR 2022, arXiv 2111.15143.
 """
 
 from __future__ import annotations

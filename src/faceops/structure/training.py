@@ -6,6 +6,11 @@ does CornerFormer (Tian et al., arXiv 2304.07072), with one network. Here the co
 forward pass feeds both and one AdamW step updates the whole network. Batches come from the structure
 shards through ``faceops.train.mixing.MixedBatches`` (no flips: a mirrored image would need mirrored
 labels); a run continues its resumable checkpoint when one exists, as the face training does.
+
+Papers: CornerFormer: Hongbo Tian, Yulong Li, Linzhi Huang, Xu Ling, Yue Yang and Jiani Hu, "CornerFormer: Boosting
+Corner Representation for Fine-Grained Structured Reconstruction", arXiv preprint 2304.07072, 2023; HEAT: Jiacheng
+Chen, Yiming Qian and Yasutaka Furukawa, "HEAT: Holistic Edge Attention Transformer for Structured Reconstruction",
+CVPR 2022, arXiv 2111.15143.
 """
 
 from __future__ import annotations
