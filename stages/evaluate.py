@@ -3,7 +3,8 @@
 On every source's ``evaluate.split`` and every ``.bin`` set in ``evaluate.bin_sets``
 (``faceops.eval.model.evaluate_model``); plots go to ``--plots`` as ``<source>_<plot>.json``. With
 ``--cache FOLDER`` the metrics and plots of a finished run with the same model, shards read,
-verification sets, params and code are restored instead (``stages._finished``).
+verification sets, params and code are restored instead (``stages._finished``). The low-resolution protocol
+(``evaluate.lowres``) super-resolves its probes with ``--sr``'s model when ``evaluate.lowres.super_resolve`` is on.
 """
 
 from __future__ import annotations
@@ -28,22 +29,30 @@ HEADLINE = ("verif/acc", "verif/auc", "expr/acc", "age/mae", "age/eps", "attr/me
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(__doc__, ["model", "shards", "verification", "metrics", "plots"], argv, path_lists=["cache"])
+    args = parse_args(__doc__, ["model", "shards", "verification", "metrics", "plots"], argv,
+                      path_lists=["cache", "sr"])  # fmt: skip
     params = params_or_exit(args.params, base=BaseParams, evaluate=EvaluateParams)
     cfg, device = params.evaluate, device_type()
+    sr_file = None
+    if cfg.lowres.enabled and cfg.lowres.super_resolve:
+        if len(args.sr) != 1:
+            raise SystemExit("evaluate.lowres.super_resolve is on: pass --sr with the sr stage's output (models/sr)")
+        sr_file = args.sr[0] / MODEL_FILE
     bins = {name: args.verification / f"{name}.bin" for name in cfg.bin_sets}
     reads = {source: split_digests(args.shards, source, [cfg.split]) for source in cfg.sources}
     parts = [cfg.model_dump(mode="json"), params.base.seed, sha256_file(args.model / MODEL_FILE), reads,
-             {name: sha256_file(path) if path.is_file() else None for name, path in bins.items()}]  # fmt: skip
+             {name: sha256_file(path) if path.is_file() else None for name, path in bins.items()},
+             sha256_file(sr_file) if sr_file is not None else None]  # fmt: skip
     reuse_or_run("evaluate", cache_folder(args.cache), parts, {"plots": args.plots, "metrics.json": args.metrics},
-                 lambda: _run(args, params, bins, device), device=device)  # fmt: skip
+                 lambda: _run(args, params, bins, device, sr_file), device=device)  # fmt: skip
 
 
-def _run(args: Any, params: Any, bins: dict[str, Path], device: str) -> None:
+def _run(args: Any, params: Any, bins: dict[str, Path], device: str, sr_file: Path | None = None) -> None:
     """torch and the model code are imported here, not at the top: a restore never needs them."""
     import torch
 
     from faceops.eval.model import evaluate_model
+    from faceops.sr.record import load_sr_model
     from faceops.train.export import load_trained_model
 
     cfg = params.evaluate
@@ -53,11 +62,13 @@ def _run(args: Any, params: Any, bins: dict[str, Path], device: str) -> None:
                              f"import it with `faceops import-bin FILE --name {name}`")  # fmt: skip
     torch.manual_seed(params.base.seed)
     model, record = load_trained_model(args.model / MODEL_FILE, map_location=device)
+    sr_model = load_sr_model(sr_file, map_location=device)[0].to(device) if sr_file is not None else None
     metrics, plots = evaluate_model(
         model.to(device), {source: split_urls(args.shards / source, cfg.split) for source in cfg.sources}, bins=bins,
         image_size=params.base.image_size, n_pairs=cfg.n_pairs, folds=cfg.folds, seed=params.base.seed,
         batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=device,
         autocast_dtype=torch.bfloat16 if device == "cuda" else None,
+        lowres=cfg.lowres.resolutions if cfg.lowres.enabled else (), sr_model=sr_model,
     )  # fmt: skip
     with atomic_directory(args.plots) as staging:
         for name, rows in plots.items():

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from faceops.config.base import BaseParams
 from faceops.config.train import TrainParams
-from faceops.io.digest import sha256_file
 from faceops.io.layout import MODEL_FILE
 from stages._common import params_or_exit, parse_args
+from stages._imported import imported_init_file
 from stages._training import train_stage
 from stages._versions import file_at_version
 
@@ -29,23 +29,6 @@ SEED_OFFSET = 2_000
 def promoted_init_file(tag: str, model_file: Path, scratch: Path) -> Path:
     """``model_file`` as the version tagged ``tag`` recorded it, copied under ``scratch`` (``stages._versions``)."""
     return file_at_version(model_file, tag, scratch, param="train.init")
-
-
-def imported_init_file(init: str, folder: Path) -> Path:
-    """``folder/<model>.pt`` of ``init`` = ``imported:<model>@<sha256 prefix>``, once its bytes are the pinned ones.
-
-    Raises:
-        SystemExit: no such file, or it holds other bytes than the params pin (the message gives the fix).
-    """
-    name, pin = init.removeprefix("imported:").split("@")
-    path = folder / f"{name}.pt"
-    if not path.is_file():
-        raise SystemExit(f"train.init {init!r}: no {path}; write it with `faceops import-weights swinface CHECKPOINT`")
-    digest = sha256_file(path)
-    if not digest.startswith(pin):
-        raise SystemExit(f"train.init {init!r}: {path} has sha256 {digest[:12]}..., not {pin}...; to train from this "
-                         f"file set train.init to imported:{name}@{digest[:12]}")  # fmt: skip
-    return path
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -31,13 +31,15 @@ def tiny_params(**overrides: dict[str, Any]) -> dict[str, Any]:
     params["keypoints"].update({"epochs": 1, "max_unlabeled": 8, "batch_size": 8})
     params["embed"]["batch_size"] = 16
     params["cluster"].update({"k1": 3, "k2": 2, "u": 2, "epochs": 1})
+    params["sr"].update({"steps": 2, "batch_size": 2, "patch": 8, "grid_images": 2, "eval_batch_size": 8})
+    params["evaluate"]["lowres"] = {**params["evaluate"].get("lowres", {}), "resolutions": [14, 112]}
     for section, values in overrides.items():
         params[section] = {**params.get(section, {}), **values}
     return params
 
 
 def copy_project(root: Path, params: dict[str, Any]) -> None:
-    """dvc.yaml, stages/, src/, the given params and an (empty) verification folder into ``root``."""
+    """dvc.yaml, stages/, src/, the given params and (empty) verification and imported-weights folders into ``root``."""
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(REPO / name, root / name)
     for folder in ("stages", "src"):
@@ -45,3 +47,5 @@ def copy_project(root: Path, params: dict[str, Any]) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / "data" / "verification").mkdir(parents=True)
     (root / "data" / "verification" / "README.md").write_text("verification sets\n")
+    (root / "models" / "imported").mkdir(parents=True)
+    (root / "models" / "imported" / "README.md").write_text("imported weights\n")

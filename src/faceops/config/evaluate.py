@@ -8,12 +8,14 @@ from pydantic import Field
 
 from faceops.config import SOURCE_NAME_PATTERN
 from faceops.config.core import Section
+from faceops.config.lowres import LowResEvalParams
 
 __all__ = ["EvaluateParams"]
 
 
 class EvaluateParams(Section):
-    """Evaluation of the trained model (stage ``evaluate``)."""
+    """Evaluation of the trained model (stage ``evaluate``); ``lowres``: the low-resolution protocol
+    (``faceops.config.lowres``)."""
 
     sources: list[Annotated[str, Field(pattern=SOURCE_NAME_PATTERN)]] = Field(default_factory=lambda: ["sample"])
     split: Literal["train", "val", "test", "unlabeled"] = "test"
@@ -22,3 +24,4 @@ class EvaluateParams(Section):
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
     num_workers: Annotated[int, Field(ge=0, le=64)] = 0
     bin_sets: list[Annotated[str, Field(pattern=SOURCE_NAME_PATTERN)]] = Field(default_factory=list)
+    lowres: LowResEvalParams = Field(default_factory=LowResEvalParams)

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from faceops.config import SOURCE_NAME_PATTERN
 from faceops.config.core import Section
+from faceops.config.lowres import LowResTrainParams
 
 __all__ = ["TrainSource", "FitParams"]
 
@@ -27,7 +28,8 @@ class FitParams(Section):
     backbone only (0 = off). ``batch_size`` is per process (torchrun: global batch = batch_size x
     processes), split over ``sources`` by share. ``precision`` applies on CUDA only; CPU runs are fp32
     so that a seeded run is reproducible. Resumable checkpoints every ``checkpoint_every`` steps;
-    the step log (``faceops.io.steplog``) gets interval means every ``log_every`` steps.
+    the step log (``faceops.io.steplog``) gets interval means every ``log_every`` steps. ``lowres``: LRFR's
+    multi-resolution views + LogExp term (``faceops.config.lowres``), off by default.
     """
 
     sources: list[TrainSource] = Field(default_factory=lambda: [TrainSource(name="sample")])
@@ -48,6 +50,7 @@ class FitParams(Section):
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
     checkpoint_every: Annotated[int, Field(ge=1)] = 50
     log_every: Annotated[int, Field(ge=1)] = 1
+    lowres: LowResTrainParams = Field(default_factory=LowResTrainParams)
 
     @model_validator(mode="after")
     def _consistent(self) -> "FitParams":

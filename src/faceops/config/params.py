@@ -27,6 +27,7 @@ from faceops.config.pretrain import PretrainParams
 from faceops.config.report import ReportParams
 from faceops.config.sample import SampleParams
 from faceops.config.shard import ShardParams
+from faceops.config.sr import SrParams
 from faceops.config.structure_evaluate import StructureEvaluateParams
 from faceops.config.structure_sample import StructureSampleParams
 from faceops.config.structure_shard import StructureShardParams
@@ -49,6 +50,7 @@ class Params(Section):
     pretrain: PretrainParams = Field(default_factory=PretrainParams)
     train: TrainParams = Field(default_factory=TrainParams)
     adapt: AdaptParams = Field(default_factory=AdaptParams)
+    sr: SrParams = Field(default_factory=SrParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     embed: EmbedParams = Field(default_factory=EmbedParams)
     cluster: ClusterParams = Field(default_factory=ClusterParams)

@@ -22,6 +22,7 @@ from faceops.io.checkpoint import load_checkpoint, save_checkpoint
 from faceops.train.distributed import DistInfo
 from faceops.train.export import model_record
 from faceops.train.loop import fit, summarize
+from faceops.train.lowres import lowres_terms
 from faceops.train.run import build_training
 from faceops.train.terms import LossTerm
 
@@ -70,7 +71,8 @@ def run_training(
         log: called with ``(step, {metric: value})`` for every logged step (give it on rank 0 only).
         progress: called with the number of steps done, first the resumed ones (rank 0 only).
         make_terms: the caller's extra loss terms for the model (``build_training``), e.g. AIN's target term;
-            with ``cfg.gabn.enabled`` GABN's terms (``faceops.fairness.gabn_terms``) are added after them.
+            with ``cfg.gabn.enabled`` GABN's terms (``faceops.fairness.gabn_terms``) are added after them, then
+            with ``cfg.lowres.enabled`` LRFR's (``faceops.train.lowres.lowres_terms``).
     """
     record = load_checkpoint(init_file, kind="model") if init_file is not None else None
     init = record if record is not None and record["enabled"] else None
@@ -114,9 +116,10 @@ def _with_gabn(
     cfg: Any, make_terms: Callable[[nn.Module], Sequence[LossTerm]] | None, shard_urls: Mapping[str, Sequence[Path]],
     seed: int,
 ) -> Callable[[nn.Module], list[LossTerm]] | None:  # fmt: skip
-    """The caller's terms plus GABN's when the section switches it on (``train``/``adapt`` have ``gabn``)."""
+    """The caller's terms plus GABN's when the section switches it on (``train``/``adapt`` have ``gabn``), and
+    LRFR's low-resolution term when ``cfg.lowres`` does (``faceops.train.lowres``)."""
     gabn = getattr(cfg, "gabn", None)
-    if make_terms is None and (gabn is None or not gabn.enabled):
+    if make_terms is None and (gabn is None or not gabn.enabled) and not cfg.lowres.enabled:
         return None
 
     def terms(model: nn.Module) -> list[LossTerm]:
@@ -124,6 +127,6 @@ def _with_gabn(
         if gabn is not None and gabn.enabled:
             groups = shard_groups(url for urls in shard_urls.values() for url in urls)
             extra += gabn_terms(gabn, model, groups, seed=seed)
-        return extra
+        return extra + lowres_terms(cfg.lowres, seed=seed)
 
     return terms
