@@ -31,6 +31,11 @@ def tiny_params(**overrides: dict[str, Any]) -> dict[str, Any]:
     params["keypoints"].update({"epochs": 1, "max_unlabeled": 8, "batch_size": 8})
     params["embed"]["batch_size"] = 16
     params["cluster"].update({"k1": 3, "k2": 2, "u": 2, "epochs": 1})
+    params["structure_sample"].update({"images": 24, "image_size": 32})  # 16 train, 7 test scenes
+    params["structure_shard"].update({"image_size": 32, "maxcount": 8})
+    params["structure_train"].update({"steps": 3, "warmup_steps": 1, "batch_size": 4, "max_corners": 12,
+                                      "checkpoint_every": 2, "shuffle_buffer": 8})
+    params["structure_evaluate"].update({"max_corners": 12, "plot_images": 4})
     params["sr"].update({"steps": 2, "batch_size": 2, "patch": 8, "grid_images": 2, "eval_batch_size": 8})
     params["evaluate"]["lowres"] = {**params["evaluate"].get("lowres", {}), "resolutions": [14, 112]}
     for section, values in overrides.items():
