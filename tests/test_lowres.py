@@ -193,7 +193,7 @@ def test_view_rows_are_the_flipped_faces_degraded_to_the_drawn_buckets(group_sha
     from faceops.train import normalize_images
     from faceops.train.lowres import LowResolutionTerm
 
-    run, _, _, _ = _run(group_shards, steps=1, term=False)
+    run, _, _, _ = _run(group_shards, steps=2, term=False)
     batch = next(run.batches)  # flipped by the stream already
     term = LowResolutionTerm(seed=11)
     rows = term.extra_rows(normalize_images(batch.images), batch)
