@@ -5,6 +5,8 @@ On every source's ``evaluate.split`` and every ``.bin`` set in ``evaluate.bin_se
 ``--cache FOLDER`` the metrics and plots of a finished run with the same model, shards read,
 verification sets, params and code are restored instead (``stages._finished``). The low-resolution protocol
 (``evaluate.lowres``) super-resolves its probes with ``--sr``'s model when ``evaluate.lowres.super_resolve`` is on.
+Each ``--candidates`` folder (e.g. ``models/adapt``) holds a further model scored on the same sources and split
+(no ``.bin`` sets, no low-resolution protocol), its metrics under ``<folder name>/<source>/...``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ HEADLINE = ("verif/acc", "verif/auc", "expr/acc", "age/mae", "age/eps", "attr/me
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__, ["model", "shards", "verification", "metrics", "plots"], argv,
-                      path_lists=["cache", "sr"])  # fmt: skip
+                      path_lists=["cache", "sr", "candidates"])  # fmt: skip
     params = params_or_exit(args.params, base=BaseParams, evaluate=EvaluateParams)
     cfg, device = params.evaluate, device_type()
     sr_file = None
@@ -43,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parts = [cfg.model_dump(mode="json"), params.base.seed, sha256_file(args.model / MODEL_FILE), reads,
              {name: sha256_file(path) if path.is_file() else None for name, path in bins.items()},
              sha256_file(sr_file) if sr_file is not None else None]  # fmt: skip
+    parts.append({folder.name: sha256_file(folder / MODEL_FILE) for folder in args.candidates})
     reuse_or_run("evaluate", cache_folder(args.cache), parts, {"plots": args.plots, "metrics.json": args.metrics},
                  lambda: _run(args, params, bins, device, sr_file), device=device)  # fmt: skip
 
@@ -63,13 +66,16 @@ def _run(args: Any, params: Any, bins: dict[str, Path], device: str, sr_file: Pa
     torch.manual_seed(params.base.seed)
     model, record = load_trained_model(args.model / MODEL_FILE, map_location=device)
     sr_model = load_sr_model(sr_file, map_location=device)[0].to(device) if sr_file is not None else None
-    metrics, plots = evaluate_model(
-        model.to(device), {source: split_urls(args.shards / source, cfg.split) for source in cfg.sources}, bins=bins,
-        image_size=params.base.image_size, n_pairs=cfg.n_pairs, folds=cfg.folds, seed=params.base.seed,
-        batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=device,
-        autocast_dtype=torch.bfloat16 if device == "cuda" else None,
-        lowres=cfg.lowres.resolutions if cfg.lowres.enabled else (), sr_model=sr_model,
-    )  # fmt: skip
+    urls = {source: split_urls(args.shards / source, cfg.split) for source in cfg.sources}
+    common = dict(image_size=params.base.image_size, n_pairs=cfg.n_pairs, folds=cfg.folds, seed=params.base.seed,
+                  batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=device,
+                  autocast_dtype=torch.bfloat16 if device == "cuda" else None)  # fmt: skip
+    metrics, plots = evaluate_model(model.to(device), urls, bins=bins, sr_model=sr_model,
+                                    lowres=cfg.lowres.resolutions if cfg.lowres.enabled else (), **common)  # fmt: skip
+    for folder in args.candidates:
+        candidate = load_trained_model(folder / MODEL_FILE, map_location=device)[0].to(device)
+        scores = evaluate_model(candidate, urls, bins={}, **common)[0]
+        metrics.update({f"{folder.name}/{key}": value for key, value in scores.items()})
     with atomic_directory(args.plots) as staging:
         for name, rows in plots.items():
             atomic_write_text(staging / f"{name}.json", json.dumps(rows, indent=1) + "\n")

@@ -16,7 +16,7 @@ from faceops.io.checkpoint import save_checkpoint
 from faceops.io.shards import iter_tar_samples, split_urls
 from faceops.losses import reverse_gradient
 from faceops.models import create_model
-from faceops.train import DistInfo, model_record, to_targets
+from faceops.train import DistInfo, load_trained_model, model_record, to_targets
 from faceops.train.mixing import MixedBatches
 from faceops.train.terms import TermInputs, linear_ramp
 from group_shards import write_group_source
@@ -165,3 +165,53 @@ def test_adapt_rounds_train_on_pseudo_identities_and_resume_from_finished_rounds
     assert done == [2, 2] and again.metrics == adapted.metrics
     for name, tensor in adapted.record["state_dict"].items():
         assert torch.equal(tensor, again.record["state_dict"][name]), name
+
+
+@pytest.mark.slow
+def test_the_adapt_stage_writes_the_model_every_rounds_pseudo_labels_and_metrics(group_shards, tmp_path):
+    from stages import adapt
+
+    init = tmp_path / "swinface"
+    torch.manual_seed(0)
+    save_checkpoint(init / "model.pt", model_record(create_model("swinface_cpu"), "swinface_cpu", {}, identities=[],
+                                                    step=0, params={}, init="scratch"), kind="model")  # fmt: skip
+    params = tmp_path / "params.yaml"
+    params.write_text(json.dumps({
+        "adapt": {"sources": [{"name": "blobs"}], "source_groups": ["g0"], "rounds": 2, "steps": 1, "warmup_steps": 0,
+                  "batch_size": 4, "target_batch": 4, "target": {"source": "blobs", "groups": ["g1"]}},
+        "cluster": {"method": "hdbscan", "epochs": 1, "calibration_share": 0.0, "compare_baselines": False},
+    }))  # fmt: skip
+    out = {name: tmp_path / name for name in ("out", "pseudo", "ckpt", "live")}
+    adapt.main(["--params", str(params), "--shards", str(group_shards.parent), "--init", str(init),
+                *(f"--{k}={v}" for k, v in out.items()), "--metrics", str(tmp_path / "adapt.json")])  # fmt: skip
+    model, record = load_trained_model(out["out"] / "model.pt")
+    assert record["step"] == 2 and record["init"] == "train" and record["params"]["rounds"] == 2
+    rows = [[json.loads(line) for line in (out["pseudo"] / f"round-{r}/pseudo_labels.jsonl").read_text().splitlines()]
+            for r in (0, 1)]  # fmt: skip
+    assert [len(r) for r in rows] == [12, 12] and {"id", "cluster", "size", "confidence"} <= set(rows[0][0])
+    metrics = json.loads((tmp_path / "adapt.json").read_text())
+    assert metrics["rounds"] == 2 and metrics["target_samples"] == 12 and "round/1/loss/ain" in metrics
+    assert (out["live"] / "plots/metrics/loss/ain.tsv").read_text().splitlines()[1:] and not any(out["ckpt"].iterdir())
+
+
+def test_evaluate_scores_a_candidate_model_per_group_under_its_folder_name(group_shards, tmp_path):
+    from stages import evaluate
+
+    for name, seed in (("swinface", 0), ("adapt", 1)):
+        torch.manual_seed(seed)
+        save_checkpoint(tmp_path / name / "model.pt", model_record(create_model("swinface_cpu"), "swinface_cpu", {},
+                        identities=[], step=0, params={}, init="scratch"), kind="model")  # fmt: skip
+    params = tmp_path / "params.yaml"
+    params.write_text(json.dumps({"evaluate": {"sources": ["blobs"], "split": "train", "n_pairs": 200, "folds": 4}}))
+    (tmp_path / "verification").mkdir()
+    evaluate.main(["--params", str(params), "--model", str(tmp_path / "swinface"), "--shards", str(group_shards.parent),
+                   "--verification", str(tmp_path / "verification"), "--metrics", str(tmp_path / "evaluate.json"),
+                   "--plots", str(tmp_path / "plots"), "--candidates", str(tmp_path / "adapt")])  # fmt: skip
+    metrics = json.loads((tmp_path / "evaluate.json").read_text())
+    for prefix in ("blobs", "adapt/blobs"):
+        assert {f"{prefix}/group/{g}/acc" for g in ("g0", "g1")} | {f"{prefix}/group/std"} <= set(metrics)
+    assert {k.removeprefix("adapt/") for k in metrics if k.startswith("adapt/")} <= set(metrics)  # same protocol
+    with pytest.raises(FileNotFoundError):
+        evaluate.main(["--params", str(params), "--model", str(tmp_path / "swinface"), "--shards",
+                       str(group_shards.parent), "--verification", str(tmp_path / "verification"), "--metrics",
+                       str(tmp_path / "e.json"), "--plots", str(tmp_path / "p"), "--candidates", str(tmp_path)])  # fmt: skip

@@ -9,8 +9,8 @@ import torch
 
 from faceops.config.gabn import GabnParams
 from faceops.fairness import (
-    AttentionAdversaryTerm, AttentionErasingTerm, FeatureTap, attention_maps, erase_cells, gabn_terms, gradient_attention,
-    shard_groups, top_n_cells,
+    AttentionAdversaryTerm, AttentionErasingTerm, FeatureTap, attention_maps, erase_cells, gabn_terms,
+    gradient_attention, shard_groups, top_n_cells,
 )  # fmt: skip
 from faceops.io.shards import split_urls
 from faceops.losses import MarginSoftmax, SwinFaceLoss
@@ -62,7 +62,8 @@ def test_erasing_sets_exactly_the_chosen_cells_and_leaves_every_other_pixel():
     changed = erased != images  # [2, 3, 112, 112]
     per_cell = changed.any(dim=1).view(2, 7, 16, 7, 16).permute(0, 1, 3, 2, 4).reshape(2, 7, 7, 256)
     assert torch.equal(per_cell.all(dim=-1), cells) and not bool(per_cell[~cells].any())
-    assert bool((erased[cells.repeat_interleave(16, 1).repeat_interleave(16, 2)[:, None].expand_as(images)] == 77).all())
+    region = cells.repeat_interleave(16, 1).repeat_interleave(16, 2)[:, None].expand_as(images)
+    assert bool((erased[region] == 77).all())
     assert torch.equal(erased[~changed], images[~changed])
 
 
@@ -160,7 +161,8 @@ def test_gabn_terms_train_in_fit_and_erased_copies_join_the_next_step(group_shar
 def test_a_gabn_run_resumes_to_identical_weights(group_shards, tmp_path):
     from faceops.io.checkpoint import load_checkpoint, save_checkpoint
 
-    cfg = GabnParams(enabled=True, adversarial_warmup=0.0, adversarial_full=0.5, erase_warmup=0.0, erase_probability=0.5)
+    cfg = GabnParams(enabled=True, adversarial_warmup=0.0, adversarial_full=0.5, erase_warmup=0.0,
+                     erase_probability=0.5)  # fmt: skip
     path = tmp_path / "last.pt"
     run_a, terms_a, result_a = _gabn_run(group_shards, 4, cfg)
 
@@ -184,3 +186,16 @@ def test_gabn_refuses_one_group_and_models_without_feature_maps():
         gabn_terms(GabnParams(enabled=True), torch.nn.Linear(2, 2), {"a": "g0", "b": "g1"}, seed=0)
     with pytest.raises(ValueError, match="adversarial_full"):
         GabnParams(adversarial_warmup=0.5, adversarial_full=0.2)
+
+
+def test_train_gabn_params_add_both_terms_to_the_training_job(group_shards, tmp_path):
+    from faceops.config.train import TrainParams
+    from faceops.train import DistInfo
+    from faceops.train.job import run_training
+
+    cfg = TrainParams(sources=[{"name": "blobs"}], steps=2, warmup_steps=0, batch_size=6, checkpoint_every=10,
+                      gabn={"enabled": True, "adversarial_warmup": 0.0, "adversarial_full": 0.0})  # fmt: skip
+    trained = run_training(cfg, seed=0, shard_urls={"blobs": split_urls(group_shards, "train")},
+                           resume_file=tmp_path / "last.pt", dist=DistInfo(0, 1, 0, torch.device("cpu")))  # fmt: skip
+    assert math.isfinite(trained.metrics["loss/gabn_adv"]) and "loss/gabn_erase" in trained.metrics
+    assert trained.record["params"]["gabn"]["enabled"] is True

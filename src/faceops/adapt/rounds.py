@@ -43,6 +43,8 @@ from faceops.train.terms import linear_ramp
 
 __all__ = ["AdaptRound", "AdaptedModel", "adapt_model"]
 
+#: The target term's name (its loss is logged as ``loss/ain``).
+TERM_NAME = "ain"
 #: Inside a round's folder: its clustering (before training) and its summary (when it is done).
 PSEUDO_FILE, ROUND_FILE = "pseudo.json", "round.json"
 
@@ -162,7 +164,7 @@ def _train_round(index: int, cfg: AdaptParams, seed: int, plan: Mapping[str, Any
 
     def make_terms(model: torch.nn.Module) -> list[AdversarialInformationTerm]:
         return [AdversarialInformationTerm(
-            stream, torch.tensor(plan["centroids"]), pseudo_weight=cfg.pseudo_weight, mi_weight=cfg.mi_weight,
+            stream, torch.tensor(plan["centroids"]), name=TERM_NAME, pseudo_weight=cfg.pseudo_weight, mi_weight=cfg.mi_weight,
             mi_scale=cfg.mi_scale, mi_schedule=linear_ramp(cfg.mi_warmup, cfg.mi_full), margin_scale=cfg.margin_scale,
             margin_cos=cfg.margin_cos,
         )]  # fmt: skip
@@ -171,7 +173,9 @@ def _train_round(index: int, cfg: AdaptParams, seed: int, plan: Mapping[str, Any
     trained = run_training(cfg, seed=seed + index, shard_urls=domain, resume_file=folder / RESUME_FILE, dist=dist,
                            init_file=model_file, log=shifted, progress=progress, make_terms=make_terms)  # fmt: skip
     save_checkpoint(folder / MODEL_FILE, trained.record, kind="model")
-    metrics = {**plan["metrics"], **trained.metrics, "pseudo_classes": len(classes),
+    kept_losses = ("loss/total", "loss/Recognition", f"loss/{TERM_NAME}", "loss/gabn")  # not the 42 analysis heads
+    losses = {k: v for k, v in trained.metrics.items() if not k.startswith("loss/") or k.startswith(kept_losses)}
+    metrics = {**plan["metrics"], **losses, "pseudo_classes": len(classes),
                "target_epochs": cfg.steps * cfg.target_batch / len(plan["rows"])}  # fmt: skip
     (folder / RESUME_FILE).unlink(missing_ok=True)
     atomic_write_text(folder / ROUND_FILE, json.dumps({"rows": plan["rows"], "metrics": metrics}))
