@@ -8,8 +8,9 @@ not ours to ship; its XQLFW protocol compares a degraded face with a clear one, 
 
 - at each resolution ``r`` (px for 112 px faces, scaled to the image size) every face is degraded to ``r`` px
   and back up by the one antialiased bicubic (``faceops.sr.degrade``);
-- verification: the same pairs as the ``evaluate`` stage (``faceops.eval.evaluate.verification_pairs``), the
-  first face of each pair at full resolution, the second degraded; k-fold accuracy (``kfold_accuracy``);
+- verification: pairs drawn as the ``evaluate`` stage draws them, over all identities (groups ignored;
+  ``faceops.eval.evaluate.verification_pairs``), the first face of each pair at full resolution, the second
+  degraded; k-fold accuracy (``kfold_accuracy``);
 - identification: the gallery is each identity's first face (by sample id) at full resolution, the probes are
   its other faces degraded; rank-1 = share of probes whose most similar gallery face is their identity's;
 - optionally the degraded probe is super-resolved first (an ``sr`` model, ``faceops.sr.inference``: the
@@ -33,6 +34,10 @@ from faceops.sr.inference import super_resolve
 from faceops.train.batch import normalize_images
 
 __all__ = ["embed_faces", "lowres_protocol", "rank1", "read_faces"]
+
+#: The plot row's fields besides ``resolution``; one a run cannot measure is ``None`` (DVC plots need every field
+#: its dvc.yaml entry names in every row).
+_ROW_FIELDS = ("verif_acc", "rank1", "sr_verif_acc", "sr_rank1")
 
 
 def read_faces(urls: Sequence[Path], batch_size: int = 64) -> tuple[torch.Tensor, list[dict], list[str]]:
@@ -76,7 +81,7 @@ def lowres_protocol(
     model: torch.nn.Module, images: torch.Tensor, metas: Sequence[Mapping[str, Any]], keys: Sequence[str], *,
     resolutions: Sequence[int], n_pairs: int, folds: int, seed: int, batch_size: int, device: str = "cpu",
     autocast_dtype: torch.dtype | None = None, sr_model: torch.nn.Module | None = None,
-) -> tuple[dict[str, float | int], list[dict[str, float | int]]]:  # fmt: skip
+) -> tuple[dict[str, float | int], list[dict[str, float | int | None]]]:  # fmt: skip
     """Verification accuracy and rank-1 at each resolution (and after super-resolution, given ``sr_model``).
 
     Args:
@@ -89,9 +94,9 @@ def lowres_protocol(
 
     Returns:
         ``(metrics, rows)``: ``lowres/<r>/verif/acc``, ``lowres/<r>/rank1`` (+ ``lowres/<r>/sr/...``) with
-        ``lowres/pairs``, ``lowres/gallery``, ``lowres/probes``; one plot row per resolution
-        (``resolution``, ``verif_acc``, ``rank1``, and ``sr_verif_acc``, ``sr_rank1`` with SR). Keys are absent
-        when the split allows no pairs (or no gallery), as for the standard verification.
+        ``lowres/pairs``, ``lowres/gallery``, ``lowres/probes``; one plot row per resolution (``resolution``,
+        ``verif_acc``, ``rank1``, ``sr_verif_acc``, ``sr_rank1``; ``None`` where not measured). Metric keys are
+        absent when the split allows no pairs (or no gallery), as for the standard verification.
     """
     side = images.shape[-1]
     identities = [m.get("identity") for m in metas]
@@ -116,7 +121,7 @@ def lowres_protocol(
             variants["sr/"] = resize_bicubic(super_resolve(sr_model, low, batch_size=batch_size, device=device), side)
         elif sr_model is not None:
             variants["sr/"] = variants[""]
-        row: dict[str, float | int] = {"resolution": resolution}
+        row: dict[str, float | int | None] = {"resolution": resolution, **dict.fromkeys(_ROW_FIELDS)}
         for prefix, degraded in variants.items():
             emb = embed_faces(model, degraded, **run)
             key = f"lowres/{resolution}/{prefix}"
