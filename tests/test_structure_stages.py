@@ -99,3 +99,11 @@ def test_a_killed_training_resumes_to_the_same_weights(tmp_path):
     assert resumed.resumed_from == 2 and resumed.metrics["steps"] == 4
     for name, tensor in whole.record["state_dict"].items():
         torch.testing.assert_close(resumed.record["state_dict"][name], tensor, rtol=0, atol=0, msg=name)
+
+
+def test_a_listed_source_that_is_missing_stops_the_shard_stage_naming_it(tmp_path):
+    params = _params(tmp_path)
+    with pytest.raises(SystemExit, match="lists 'synthetic' but .* does not exist"):
+        structure_shard.main(["--params", str(params), "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "out"),
+                              "--metrics", str(tmp_path / "m.json")])  # fmt: skip
+    assert not (tmp_path / "out").exists()
