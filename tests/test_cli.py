@@ -32,6 +32,8 @@ def workspace(tmp_path):
         shutil.copytree(REPO / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "data" / "verification").mkdir(parents=True)
     (tmp_path / "data" / "verification" / "README.md").write_text("verification sets\n")
+    (tmp_path / "models" / "imported").mkdir(parents=True)
+    (tmp_path / "models" / "imported" / "README.md").write_text("imported weights\n")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     _run(["dvc", "init", "-q"], tmp_path)
     _run(["dvc", "config", "core.analytics", "false"], tmp_path)
@@ -67,3 +69,24 @@ def test_ingest_registers_tracks_and_marks_stale(workspace, tmp_path_factory):
     assert again.returncode == 2 and "--replace" in again.stdout
     bad = _run(["flows.cli", "ingest", str(photos), "--name", "Bad Name"], workspace, check=False)
     assert bad.returncode == 2 and "ingest.sources" in bad.stdout
+
+
+@pytest.mark.slow
+def test_import_weights_writes_a_tracked_record_and_refuses_what_does_not_fit(workspace):
+    """`faceops import-weights fiwhn` on a checkpoint with the official names and shapes (zeros: no real weights)."""
+    import json
+
+    import torch
+
+    from faceops.io.checkpoint import load_checkpoint
+
+    official = json.loads((REPO / "tests" / "fixtures" / "fiwhn_official_x4.json").read_text())["tensors"]
+    torch.save({name: torch.zeros(shape) for name, shape in official.items()}, workspace / "model_best_x4.pt")
+    _run(["flows.cli", "import-weights", "fiwhn", str(workspace / "model_best_x4.pt")], workspace)
+    target = workspace / "models" / "imported" / "fiwhn_x4.pt"
+    assert (workspace / "models" / "imported" / "fiwhn_x4.pt.dvc").is_file()
+    record = load_checkpoint(target, kind="model")
+    assert record["model_name"] == "fiwhn_x4" and record["init"] == "official:model_best_x4.pt"
+    torch.save({"head.weight": torch.zeros(32, 3, 3, 3)}, workspace / "other.pt")
+    refused = _run(["flows.cli", "import-weights", "fiwhn", str(workspace / "other.pt")], workspace, check=False)
+    assert refused.returncode == 2 and "refused" in refused.stdout and "UP1.0.weight" in refused.stdout
