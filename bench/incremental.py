@@ -114,6 +114,8 @@ def build_workspace(root: Path, quick: bool, dvc_yaml: Path) -> dict[str, str]:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / "data" / "verification").mkdir(parents=True)
     (root / "data" / "verification" / "README.md").write_text("verification sets\n")
+    (root / "models" / "imported").mkdir(parents=True)
+    (root / "models" / "imported" / "README.md").write_text("imported weights\n")
     env = {**os.environ, "PREFECT_HOME": str(root / ".faceops" / "prefect")}
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
