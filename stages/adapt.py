@@ -81,7 +81,7 @@ def _run(args: Any, params: Any, workdir: Path) -> None:
             write_jsonl(staging / f"round-{found.index}" / PSEUDO_LABELS, found.rows)
     write_metrics(args.metrics, adapted.metrics)
     shutil.rmtree(workdir, ignore_errors=True)
-    shown = ("pairwise/f", "pseudo_identities", "loss/ain", "target_epochs")
+    shown = ("pairwise/f", "pseudo_identities", "loss/ain", "target_epochs", "target_term")
     headline = {k: round(v, 4) if isinstance(v, float) else v for k, v in adapted.metrics.items()
                 if "/" not in k or k.endswith(shown)}  # fmt: skip
     print_counts(f"adapt ({cfg.rounds} rounds of {cfg.steps} steps) -> {args.out / MODEL_FILE}", headline)

@@ -215,3 +215,20 @@ def test_evaluate_scores_a_candidate_model_per_group_under_its_folder_name(group
         evaluate.main(["--params", str(params), "--model", str(tmp_path / "swinface"), "--shards",
                        str(group_shards.parent), "--verification", str(tmp_path / "verification"), "--metrics",
                        str(tmp_path / "e.json"), "--plots", str(tmp_path / "p"), "--candidates", str(tmp_path)])  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_round_without_two_pseudo_identities_warns_and_trains_on_the_source_alone(group_shards, tmp_path):
+    torch.manual_seed(0)
+    init = tmp_path / "init.pt"
+    save_checkpoint(init, model_record(create_model("swinface_cpu"), "swinface_cpu", {}, identities=[], step=0,
+                                       params={}, init="scratch"), kind="model")  # fmt: skip
+    cfg = AdaptParams(sources=[{"name": "blobs"}], source_groups=["g0"], target={"source": "blobs", "groups": ["g1"]},
+                      rounds=1, steps=1, warmup_steps=0, batch_size=4, target_batch=4)  # fmt: skip
+    merged = ClusterParams(method="threshold", epochs=1, calibration_share=0.0, compare_baselines=False)
+    urls = split_urls(group_shards, "train")
+    with pytest.warns(UserWarning, match="trains on the source alone"):
+        adapted = adapt_model(cfg, merged, seed=0, source_urls={"blobs": urls}, target_urls=urls, init_file=init,
+                              workdir=tmp_path / "work", dist=DistInfo(0, 1, 0, torch.device("cpu")))  # fmt: skip
+    assert adapted.metrics["round/0/target_term"] == 0 and adapted.metrics["round/0/pseudo_classes"] < 2
+    assert "round/0/loss/ain" not in adapted.metrics and adapted.record["step"] == 1

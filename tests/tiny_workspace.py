@@ -27,6 +27,7 @@ def tiny_params(**overrides: dict[str, Any]) -> dict[str, Any]:
     params["report"]["faces_per_split"] = 8
     params["pretrain"].update(FIT)
     params["train"].update(FIT)
+    params["adapt"].update({**FIT, "batch_size": 4, "target_batch": 4, "rounds": 1})  # the tiny g0 has 4 faces
     params["evaluate"].update({"n_pairs": 40, "folds": 4})
     params["keypoints"].update({"epochs": 1, "max_unlabeled": 8, "batch_size": 8})
     params["embed"]["batch_size"] = 16

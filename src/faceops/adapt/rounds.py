@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,11 @@ def adapt_model(
         log, progress: the step log (steps counted over all rounds) and the progress bar.
 
     Raises:
-        ValueError: several processes, a domain without samples, or a round with < 2 pseudo-identities.
+        ValueError: several processes, or a domain without samples.
+
+    Warns:
+        UserWarning: a round's clustering gave fewer than 2 pseudo-identities: that round trains on the source
+            alone (its metrics say ``target_term: 0``), since AIN's classifier and information need 2 or more.
     """
     if dist.world_size > 1:
         raise ValueError(f"adapt runs in one process (it embeds and clusters between rounds); got world size "
@@ -135,9 +140,10 @@ def _pseudo_plan(index: int, cfg: AdaptParams, clustering: ClusterParams, seed: 
     names = {key: identity_key(target[key]["source"], kept["identity"]) for key, kept in found.kept.items()}
     classes = sorted(set(names.values()))
     if len(classes) < 2:
-        raise ValueError(f"adapt round {index}: the clustering gave {len(classes)} pseudo-identities with at least "
-                         f"cluster.min_members ({clustering.min_members}) faces among {len(target)} target faces; "
-                         "AIN needs 2 or more (lower cluster.min_members or cluster.min_score)")  # fmt: skip
+        warnings.warn(f"adapt round {index}: the clustering gave {len(classes)} pseudo-identities with at least "
+                      f"cluster.min_members ({clustering.min_members}) faces among {len(target)} target faces; AIN "
+                      "needs 2 or more, so this round trains on the source alone (metrics: target_term 0); lower "
+                      "cluster.min_members or cluster.min_score, or start from a better source model", stacklevel=2)
     row = {key: i for i, key in enumerate(faces.ids)}
     centroids = [np.mean([faces.vectors[row[k]] for k, name in names.items() if name == c], axis=0).tolist()
                  for c in classes]  # fmt: skip
@@ -164,10 +170,10 @@ def _train_round(index: int, cfg: AdaptParams, seed: int, plan: Mapping[str, Any
 
     def make_terms(model: torch.nn.Module) -> list[AdversarialInformationTerm]:
         return [AdversarialInformationTerm(
-            stream, torch.tensor(plan["centroids"]), name=TERM_NAME, pseudo_weight=cfg.pseudo_weight, mi_weight=cfg.mi_weight,
-            mi_scale=cfg.mi_scale, mi_schedule=linear_ramp(cfg.mi_warmup, cfg.mi_full), margin_scale=cfg.margin_scale,
-            margin_cos=cfg.margin_cos,
-        )]  # fmt: skip
+            stream, torch.tensor(plan["centroids"]), name=TERM_NAME, pseudo_weight=cfg.pseudo_weight,
+            mi_weight=cfg.mi_weight, mi_scale=cfg.mi_scale, mi_schedule=linear_ramp(cfg.mi_warmup, cfg.mi_full),
+            margin_scale=cfg.margin_scale, margin_cos=cfg.margin_cos,
+        )] if len(classes) >= 2 else []  # fmt: skip
 
     shifted = (lambda step, values: log(index * cfg.steps + step, values)) if log is not None else None
     trained = run_training(cfg, seed=seed + index, shard_urls=domain, resume_file=folder / RESUME_FILE, dist=dist,
@@ -175,7 +181,7 @@ def _train_round(index: int, cfg: AdaptParams, seed: int, plan: Mapping[str, Any
     save_checkpoint(folder / MODEL_FILE, trained.record, kind="model")
     kept_losses = ("loss/total", "loss/Recognition", f"loss/{TERM_NAME}", "loss/gabn")  # not the 42 analysis heads
     losses = {k: v for k, v in trained.metrics.items() if not k.startswith("loss/") or k.startswith(kept_losses)}
-    metrics = {**plan["metrics"], **losses, "pseudo_classes": len(classes),
+    metrics = {**plan["metrics"], **losses, "pseudo_classes": len(classes), "target_term": int(len(classes) >= 2),
                "target_epochs": cfg.steps * cfg.target_batch / len(plan["rows"])}  # fmt: skip
     (folder / RESUME_FILE).unlink(missing_ok=True)
     atomic_write_text(folder / ROUND_FILE, json.dumps({"rows": plan["rows"], "metrics": metrics}))
