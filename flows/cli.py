@@ -323,6 +323,21 @@ def report(root: RootOption = None) -> None:
     for note in page.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     console.print(f"report page: {path}")
+    _print_monitor_history(workspace)
+
+
+def _print_monitor_history(workspace: Path) -> None:
+    """The `monitor` stage's verdicts per source at every faceops version (flows.monitoring.history_rows)."""
+    from faceops.ood.history import HISTORY_COLUMNS
+    from flows.monitoring import history_rows
+
+    rows = history_rows(workspace)
+    if rows:
+        table = Table(*HISTORY_COLUMNS, title="new-data monitor: Gscore and estimated OOD share of the new photos")
+        for row in rows:
+            table.add_row(*("" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+                            for v in (row[c] for c in HISTORY_COLUMNS)))  # fmt: skip
+        console.print(table)
 
 
 @app.command()

@@ -75,14 +75,14 @@ def numeric_metrics(data: object, prefix: str = "") -> dict[str, float]:
     return {}
 
 
-def read_metrics(root: Path, revs: Iterable[str]) -> dict[str, dict[str, float] | None]:
-    """Metrics of :data:`METRICS_FILE` at each commit: ``{rev: {key: value}}``, None where it is absent."""
+def read_metrics(root: Path, revs: Iterable[str], path: str = METRICS_FILE) -> dict[str, dict[str, float] | None]:
+    """Metrics of ``path`` (default :data:`METRICS_FILE`) at each commit: ``{rev: {key: value}}``, None where absent."""
     prefix = repo_prefix(root)
     revs = list(revs)
-    blobs = read_blobs(root, (f"{rev}:{prefix}{METRICS_FILE}" for rev in revs))
+    blobs = read_blobs(root, (f"{rev}:{prefix}{path}" for rev in revs))
     result: dict[str, dict[str, float] | None] = {}
     for rev in revs:
-        blob = blobs[f"{rev}:{prefix}{METRICS_FILE}"]
+        blob = blobs[f"{rev}:{prefix}{path}"]
         result[rev] = None if blob is None else numeric_metrics(json.loads(blob))
     return result
 

@@ -35,6 +35,7 @@ from prefect.artifacts import create_markdown_artifact
 from faceops.config.params import Params, load_params
 from faceops.config.pipeline import PipelineParams
 from flows.inbox import settled_files, snapshot
+from flows.monitoring import monitor_from_promoted, publish_monitor, should_retrain
 from flows.pipeline import dvc_stage, pipeline
 from flows.promotion import promote_if_better, train_from_promoted
 from flows.report_page import record_run_times
@@ -114,7 +115,9 @@ def new_data(root: str, source: str) -> dict:
 
     The files are taken by their own mtime (settled for ``ops.inbox.settle_seconds``), so a run that was
     queued behind another takes everything that settled meanwhile, and a run with nothing left to take
-    (an earlier run took it) ends without running the pipeline.
+    (an earlier run took it) ends without running the pipeline. The ``monitor`` stage judges the new photos
+    against the promoted model (flows/monitoring.py); its verdict becomes the ``faceops-monitor`` artifact,
+    and with ``ops.monitor.action: retrain`` a ``retrain`` recommendation starts the retrain flow.
 
     Args:
         root: workspace root.
@@ -138,10 +141,17 @@ def new_data(root: str, source: str) -> dict:
             logger.warning("%s/%s stays in the inbox: %s", source, path, reason)
         create_markdown_artifact(key="faceops-new-data", markdown=_batch_markdown(result, folder))
         summary.update(added=len(result.added), duplicates=len(result.duplicates), refused=len(result.refused))
+        tag = monitor_from_promoted(workspace)
+        logger.info("monitor: new photos are judged against %s", tag or "the trained model (nothing promoted yet)")
         runs = _run_stale(workspace)
         summary["stages_run"] = [r["stage"] for r in runs if r["ran"]]
+        verdict = publish_monitor(workspace)
+        summary["monitor"] = verdict["recommendation"] if verdict else None
         reason = f"new data in source {source!r} (+{len(result.added)} files)"
         summary.update(_version_and_promote(workspace, params, reason))
+    if should_retrain(verdict, params.ops.monitor.action):  # after the lock: the retrain flow takes it itself
+        logger.info("the monitor recommends retraining and ops.monitor.action is 'retrain': starting the retrain flow")
+        summary["retrain"] = retrain(root)
     return summary
 
 

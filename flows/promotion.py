@@ -26,8 +26,8 @@ from flows.gitrepo import VersionError, git_identity_env, head_commit, run_git, 
 from flows.history import METRICS_FILE, read_metrics
 from flows.runlog import in_prefect_run, run_logger
 
-__all__ = ["MODEL_TAG", "PromotionDecision", "PromotionError", "decide_promotion", "promote_if_better",
-           "promoted_model", "train_from_promoted"]  # fmt: skip
+__all__ = ["MODEL_TAG", "PromotionDecision", "PromotionError", "decide_promotion", "param_from_promoted",
+           "promote_if_better", "promoted_model", "train_from_promoted"]  # fmt: skip
 
 log = logging.getLogger("faceops.promotion")
 
@@ -152,9 +152,18 @@ def train_from_promoted(workspace: Path) -> str | None:
     """Point ``train.init`` in params.yaml at the newest ``model@vN`` tag; that tag, or None if none exists.
 
     The retrain flow calls this when ``ops.retrain.from_promoted`` is on, so a scheduled run fine-tunes the
-    promoted model. Writing the tag into params (rather than resolving "the latest" inside the stage) keeps
-    the run reproducible: DVC sees the params change, re-runs ``train`` and pins the tag in dvc.lock. Like
-    a new source, the rewrite drops params.yaml's comments (PyYAML does not keep them).
+    promoted model (:func:`param_from_promoted`).
+    """
+    return param_from_promoted(workspace, "train", "init")
+
+
+def param_from_promoted(workspace: Path, section: str, key: str) -> str | None:
+    """Set ``<section>.<key>`` in params.yaml to the newest ``model@vN`` tag; that tag, or None if none exists.
+
+    Writing the tag into params (rather than resolving "the latest" inside the stage) keeps the run
+    reproducible: DVC sees the params change, re-runs the stage and pins the tag in dvc.lock. Like a new
+    source, the rewrite drops params.yaml's comments (PyYAML does not keep them); the file is written only
+    when the value changes.
 
     Raises:
         ParamsError: params.yaml with the tag would not validate (it is left as it was).
@@ -165,8 +174,8 @@ def train_from_promoted(workspace: Path) -> str | None:
         return None
     path = root / "params.yaml"
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if (raw.get("train") or {}).get("init") != current[0]:
-        raw.setdefault("train", {})["init"] = current[0]
+    if (raw.get(section) or {}).get(key) != current[0]:
+        raw.setdefault(section, {})[key] = current[0]
         parse_params(raw, origin=str(path))
         path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return current[0]

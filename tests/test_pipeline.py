@@ -91,7 +91,7 @@ def test_first_run_goes_through_prefect_and_builds_everything(built):
     root, _, result = built
     assert "pipeline finished" in result.stdout, result.stdout + result.stderr
     assert _ran(result.stdout) == {"sample", "ingest", "keypoints", "align", "shard", "pretrain", "train",
-                                   "evaluate", "embed", "cluster", "report"}  # fmt: skip
+                                   "evaluate", "embed", "cluster", "robustness", "monitor", "report"}  # fmt: skip
     index = yaml.safe_load((root / "data/shards/sample/index.json").read_text())
     n = TINY["identities"] * TINY["images_per_identity"]
     assert index["samples"] == n

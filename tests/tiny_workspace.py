@@ -39,6 +39,7 @@ def tiny_params(**overrides: dict[str, Any]) -> dict[str, Any]:
     params["structure_evaluate"].update({"max_corners": 12, "plot_images": 4})
     params["sr"].update({"steps": 2, "batch_size": 2, "patch": 8, "grid_images": 2, "eval_batch_size": 8})
     params["evaluate"]["lowres"] = {**params["evaluate"].get("lowres", {}), "resolutions": [14, 112]}
+    params["robustness"].update({"epochs": 1, "max_images": 12})
     for section, values in overrides.items():
         params[section] = {**params.get(section, {}), **values}
     return params

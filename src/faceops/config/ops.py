@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 
 from faceops.config.core import Section
 
-__all__ = ["PromotionParams", "InboxParams", "RetrainParams", "OpsParams"]
+__all__ = ["PromotionParams", "InboxParams", "RetrainParams", "MonitorActionParams", "OpsParams"]
 
 
 class PromotionParams(Section):
@@ -54,10 +54,23 @@ class RetrainParams(Section):
         return cron
 
 
+class MonitorActionParams(Section):
+    """What the new-data flow does with the ``monitor`` stage's verdict on each inbox batch.
+
+    Every batch gets a Prefect artifact (per source: Gscore, estimated OOD share, recommendation, the most-OOD
+    photos). ``action``: ``report`` stops there; ``retrain`` also runs the retrain flow when the monitor
+    recommends it. Before the pipeline runs, the flow points ``monitor.model`` at the newest ``model@vN`` tag
+    (when there is one), so new photos are judged against the promoted model.
+    """
+
+    action: Literal["report", "retrain"] = "report"
+
+
 class OpsParams(Section):
     """Operations read by ``faceops serve`` and the new-data/retrain flows (not by any DVC stage)."""
 
     inbox: InboxParams = Field(default_factory=InboxParams)
     retrain: RetrainParams = Field(default_factory=RetrainParams)
     promotion: PromotionParams = Field(default_factory=PromotionParams)
+    monitor: MonitorActionParams = Field(default_factory=MonitorActionParams)
     commit_versions: bool = True

@@ -21,10 +21,12 @@ from faceops.config.embed import EmbedParams
 from faceops.config.evaluate import EvaluateParams
 from faceops.config.ingest import IngestParams
 from faceops.config.keypoints import KeypointsParams
+from faceops.config.monitor import MonitorParams
 from faceops.config.ops import OpsParams
 from faceops.config.pipeline import PipelineParams
 from faceops.config.pretrain import PretrainParams
 from faceops.config.report import ReportParams
+from faceops.config.robustness import RobustnessParams
 from faceops.config.sample import SampleParams
 from faceops.config.shard import ShardParams
 from faceops.config.sr import SrParams
@@ -54,6 +56,8 @@ class Params(Section):
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     embed: EmbedParams = Field(default_factory=EmbedParams)
     cluster: ClusterParams = Field(default_factory=ClusterParams)
+    robustness: RobustnessParams = Field(default_factory=RobustnessParams)
+    monitor: MonitorParams = Field(default_factory=MonitorParams)
     structure_sample: StructureSampleParams = Field(default_factory=StructureSampleParams)
     structure_shard: StructureShardParams = Field(default_factory=StructureShardParams)
     structure_train: StructureTrainParams = Field(default_factory=StructureTrainParams)
