@@ -184,7 +184,7 @@ def test_the_adapt_stage_writes_the_model_every_rounds_pseudo_labels_and_metrics
     out = {name: tmp_path / name for name in ("out", "pseudo", "ckpt", "live")}
     adapt.main(["--params", str(params), "--shards", str(group_shards.parent), "--init", str(init),
                 *(f"--{k}={v}" for k, v in out.items()), "--metrics", str(tmp_path / "adapt.json")])  # fmt: skip
-    model, record = load_trained_model(out["out"] / "model.pt")
+    _, record = load_trained_model(out["out"] / "model.pt")
     assert record["step"] == 2 and record["init"] == "train" and record["params"]["rounds"] == 2
     rows = [[json.loads(line) for line in (out["pseudo"] / f"round-{r}/pseudo_labels.jsonl").read_text().splitlines()]
             for r in (0, 1)]  # fmt: skip

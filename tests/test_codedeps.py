@@ -88,6 +88,21 @@ def test_each_stage_declares_the_params_sections_it_loads():
         assert loaded <= declared, f"{stage} loads {sorted(loaded - declared)} but dvc.yaml's params omit them"
 
 
+
+
+def test_every_single_param_key_in_dvc_yaml_is_written_in_params_yaml():
+    """DVC refuses to run a stage naming ``section.key`` that params.yaml leaves to the schema's default."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    missing = []
+    for stage, spec in stages.items():
+        for name in (p for p in spec.get("params", []) if isinstance(p, str) and "." in p):
+            node = params
+            for part in name.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is None:
+                missing.append(f"{stage}: {name}")
+    assert not missing, f"named in dvc.yaml but absent from params.yaml (declare the section instead): {missing}"
 @pytest.mark.parametrize(("changed", "affects"), [("src/faceops/config/align.py", True),
                                                    ("src/faceops/config/keypoints.py", False),
                                                    ("stages/align.py", True), ("stages/shard.py", False)])  # fmt: skip

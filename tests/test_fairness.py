@@ -149,7 +149,7 @@ def test_gabn_terms_train_in_fit_and_erased_copies_join_the_next_step(group_shar
     cfg = GabnParams(enabled=True, adversarial_warmup=0.0, adversarial_full=0.0, erase_warmup=0.25,
                      erase_probability=1.0, erase_top_n=3)  # fmt: skip
     seen = []
-    run, (adversary, erasing), result = _gabn_run(group_shards, 4, cfg, hooks=[lambda info: seen.append(info)])
+    _, (adversary, erasing), result = _gabn_run(group_shards, 4, cfg, hooks=[lambda info: seen.append(info)])
     entries = [entry for _, entry in result.history]
     assert all(math.isfinite(e["loss/gabn_adv"]) and math.isfinite(e["loss/gabn_erase"]) for e in entries)
     # warm-up: step 1 (progress 0) makes no copy; step 2 makes the first; step 3 trains on them (6 labelled faces)
@@ -164,7 +164,7 @@ def test_a_gabn_run_resumes_to_identical_weights(group_shards, tmp_path):
     cfg = GabnParams(enabled=True, adversarial_warmup=0.0, adversarial_full=0.5, erase_warmup=0.0,
                      erase_probability=0.5)  # fmt: skip
     path = tmp_path / "last.pt"
-    run_a, terms_a, result_a = _gabn_run(group_shards, 4, cfg)
+    run_a, _, result_a = _gabn_run(group_shards, 4, cfg)
 
     def kill(info):
         if info.step == 3:
@@ -172,7 +172,7 @@ def test_a_gabn_run_resumes_to_identical_weights(group_shards, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         _gabn_run(group_shards, 4, cfg, save=lambda state: save_checkpoint(path, state, kind="resume"), hooks=[kill])
-    run_b, terms_b, result_b = _gabn_run(group_shards, 4, cfg, resume=load_checkpoint(path, kind="resume"))
+    run_b, _, result_b = _gabn_run(group_shards, 4, cfg, resume=load_checkpoint(path, kind="resume"))
     for name, tensor in run_a.model.state_dict().items():
         assert torch.equal(tensor, run_b.model.state_dict()[name]), name
     assert result_a.history == result_b.history

@@ -79,8 +79,8 @@ def run_pretrain(root: Path) -> Path:
 
 def run_train(root: Path) -> Path:
     train.main(["--params", str(root / "params.yaml"), "--shards", str(root / "shards"), "--pretrained",
-                str(root / "pre"), "--out", str(root / "sf"), "--ckpt", str(root / "ckpt/train"), "--metrics",
-                str(root / "train.json"), "--live", str(root / "sf_live"),
+                str(root / "pre"), "--imported", str(root / "imported"), "--out", str(root / "sf"), "--ckpt",
+                str(root / "ckpt/train"), "--metrics", str(root / "train.json"), "--live", str(root / "sf_live"),
                 "--cache", str(root / "cache/train")])  # fmt: skip
     return root / "sf" / "model.pt"
 
@@ -167,8 +167,8 @@ def test_a_restore_never_imports_torch_and_gives_the_same_bytes(workspace):
 
 
 def test_stage_modules_and_fingerprint_inputs_do_not_import_torch():
-    stages = ["sample", "ingest", "keypoints", "align", "shard", "pretrain", "train", "evaluate", "embed", "cluster",
-              "report"]  # fmt: skip
+    stages = ["sample", "ingest", "keypoints", "align", "shard", "pretrain", "train", "adapt", "evaluate", "embed",
+              "cluster", "report"]  # fmt: skip
     probe = ("import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
              "print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe, *[f"stages.{s}" for s in stages]], cwd=REPO,

@@ -454,7 +454,8 @@ def test_pretrain_then_train_stages_write_loadable_outputs(shards, tmp_path):
     common = ["--params", str(params), "--shards", str(shards)]
     pretrain.main([*common, "--out", str(tmp_path / "pre"), "--ckpt", str(tmp_path / "ckpt/pre"),
                    "--metrics", str(tmp_path / "pre.json"), "--live", str(tmp_path / "pre_live")])  # fmt: skip
-    train.main([*common, "--pretrained", str(tmp_path / "pre"), "--out", str(tmp_path / "sf"),
+    train.main([*common, "--pretrained", str(tmp_path / "pre"), "--imported", str(tmp_path / "imported"),
+                "--out", str(tmp_path / "sf"),
                 "--ckpt", str(tmp_path / "ckpt/train"), "--metrics", str(tmp_path / "train.json"),
                 "--live", str(tmp_path / "sf_live")])  # fmt: skip
     model, record = load_trained_model(tmp_path / "sf" / "model.pt")
