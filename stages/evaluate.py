@@ -67,9 +67,9 @@ def _run(args: Any, params: Any, bins: dict[str, Path], device: str, sr_file: Pa
     model, record = load_trained_model(args.model / MODEL_FILE, map_location=device)
     sr_model = load_sr_model(sr_file, map_location=device)[0].to(device) if sr_file is not None else None
     urls = {source: split_urls(args.shards / source, cfg.split) for source in cfg.sources}
-    common = dict(image_size=params.base.image_size, n_pairs=cfg.n_pairs, folds=cfg.folds, seed=params.base.seed,
-                  batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=device,
-                  autocast_dtype=torch.bfloat16 if device == "cuda" else None)  # fmt: skip
+    common = {"image_size": params.base.image_size, "n_pairs": cfg.n_pairs, "folds": cfg.folds,
+              "seed": params.base.seed, "batch_size": cfg.batch_size, "num_workers": cfg.num_workers, "device": device,
+              "autocast_dtype": torch.bfloat16 if device == "cuda" else None}  # fmt: skip
     metrics, plots = evaluate_model(model.to(device), urls, bins=bins, sr_model=sr_model,
                                     lowres=cfg.lowres.resolutions if cfg.lowres.enabled else (), **common)  # fmt: skip
     for folder in args.candidates:

@@ -12,6 +12,7 @@ from faceops.eval import (
     age_metrics,
     attribute_metrics,
     auc,
+    balanced_accuracy,
     confusion_matrix,
     cosine_scores,
     epsilon_error,
@@ -171,8 +172,9 @@ class TestTarAtFar:
 class TestClassification:
     def test_expression_accuracy_masks_missing_labels(self):
         metrics = expression_metrics(np.array([0, 1, 2, 3]), [0, 1, 0, None])
-        assert metrics == {"expr/acc": pytest.approx(2 / 3), "expr/majority_acc": pytest.approx(2 / 3), "expr/n": 3,
-                           "expr/n_missing": 1}  # fmt: skip
+        # balanced: class 0 recalled 1 of 2, class 1 recalled 1 of 1 -> (0.5 + 1) / 2
+        assert metrics == {"expr/acc": pytest.approx(2 / 3), "expr/majority_acc": pytest.approx(2 / 3),
+                           "expr/balanced_acc": pytest.approx(0.75), "expr/n": 3, "expr/n_missing": 1}  # fmt: skip
 
     def test_a_missing_label_changes_nothing(self):
         base = expression_metrics(np.array([0, 1, 2]), [0, 1, 0])
@@ -234,13 +236,17 @@ class TestAttributes:
         metrics = attribute_metrics(pred, labels, names=("a", "b", "c"))
         # a: rows 0, 2 -> both right; b: rows 0, 1 -> one right; c: never labelled -> not in the mean.
         # Majority classes: a has one 1 and one 0 (0.5), b one 0 and one 1 (0.5); only a beats its 0.5.
+        # Balanced: a recalls both classes (1.0); b recalls its 1 but not its 0 (0.5).
         assert metrics == {
             "attr/a/acc": 1.0,
             "attr/a/majority_acc": 0.5,
+            "attr/a/balanced_acc": 1.0,
             "attr/b/acc": 0.5,
             "attr/b/majority_acc": 0.5,
+            "attr/b/balanced_acc": 0.5,
             "attr/mean_acc": 0.75,
             "attr/mean_majority_acc": 0.5,
+            "attr/mean_balanced_acc": 0.75,
             "attr/n_above_majority": 1,
             "attr/n_attrs": 2,
             "attr/n": 4,
@@ -317,3 +323,20 @@ def test_trivial_predictors_score_exactly_their_baselines():
     constant = attribute_metrics(np.array([[1, 0]] * 4), labels, names=("a", "b"))
     assert constant["attr/mean_acc"] == constant["attr/mean_majority_acc"] == pytest.approx(0.75)
     assert constant["attr/n_above_majority"] == 0
+    # a constant recalls one class and misses the other: balanced accuracy 1/K = 0.5 on each attribute
+    balanced = [constant[f"attr/{key}"] for key in ("a/balanced_acc", "b/balanced_acc", "mean_balanced_acc")]
+    assert balanced == [0.5, 0.5, 0.5]
+    assert metrics["expr/balanced_acc"] == pytest.approx(1 / 3)
+
+
+def test_balanced_accuracy_weighs_every_class_alike():
+    """Hand-computed: 9 negatives all right, 1 positive missed -> accuracy 0.9 but balanced 0.5."""
+    truth = np.array([0] * 9 + [1])
+    assert balanced_accuracy(np.zeros(10, np.int64), truth) == 0.5
+    assert balanced_accuracy(truth, truth) == 1.0
+    assert balanced_accuracy(np.ones(3, np.int64), np.ones(3, np.int64)) == 1.0  # one class present: K = 1
+    pred = truth.copy()
+    pred[0] = 1  # one false positive: recall 8/9 on class 0, 1 on class 1
+    assert balanced_accuracy(pred, truth) == pytest.approx((8 / 9 + 1) / 2)
+    metrics = gender_metrics(np.zeros(10, np.int64), truth.tolist())
+    assert (metrics["gender/acc"], metrics["gender/balanced_acc"]) == (pytest.approx(0.9), 0.5)

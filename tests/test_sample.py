@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -14,6 +15,7 @@ from faceops.labels import ARCFACE_TEMPLATE_112, CELEBA_ATTRIBUTES, EXPRESSIONS,
 from faceops.sample import LABELS_CSV_COLUMNS, SampleImage, generate_sample, labels_csv
 from faceops.sample.canvas import Placement
 from faceops.sample.face import Look, render_face
+from faceops.sample.features import AGE_LINES_FROM
 from faceops.sample.identity import GROUPS, draw_identity
 
 pytestmark = pytest.mark.timeout(120)
@@ -102,7 +104,7 @@ def test_labels_are_consistent(images):
         labels = im.labels
         by_identity.setdefault(labels["identity"], []).append(labels)
         assert labels["Smiling"] == int(EXPRESSIONS[labels["expression"]] == "happiness")
-        assert labels["Young"] == int(labels["age"] < 35.0)
+        assert labels["Young"] == int(labels["age"] < AGE_LINES_FROM)
         assert sum(labels[c] for c in HAIR_COLOURS) <= 1
         if labels["Bald"]:
             assert not any(labels[a] for a in (*HAIR_COLOURS, "Bangs", "Straight_Hair", "Wavy_Hair"))
@@ -223,6 +225,62 @@ def test_eyeglasses_are_visible(images):
     assert len(on) >= 5 and len(off) >= 5, (len(on), len(off))
     t = (off.mean() - on.mean()) / np.sqrt(on.var(ddof=1) / len(on) + off.var(ddof=1) / len(off))
     assert t > 3.0, f"bridge minus nose with glasses {on.mean():.1f} vs without {off.mean():.1f} (t={t:.2f})"
+
+
+def _aligned_render(ident, look: Look) -> np.ndarray:
+    """The face drawn large on grey and warped onto the ArcFace 112x112 template by its own landmarks [112, 112, 3]."""
+    image = np.full((400, 400, 3), 128, np.uint8)
+    points = render_face(image, Placement(scale=1.6, angle=0.0, cx=200.0, cy=190.0), ident, look)
+    matrix, _ = cv2.estimateAffinePartial2D(points.astype(np.float32), ARCFACE_TEMPLATE_112.astype(np.float32))
+    return cv2.warpAffine(image, matrix, (112, 112)).astype(np.float32)
+
+
+_PLAIN_LOOK = Look(expression=0, intensity=1.0, mouth_gap=0.0, age=30.0, glasses=False, hat=False, earrings=False,
+                   necklace=False, necktie=False, shirt=(90, 90, 90), tie=(200, 30, 30))  # fmt: skip
+#: Per-photo labels and the change of the look that sets them.
+_LOOK_CHANGES = {"Eyeglasses": {"glasses": True}, "Wearing_Hat": {"hat": True}, "Wearing_Earrings": {"earrings": True},
+                 "Smiling": {"expression": EXPRESSIONS.index("happiness")}, "Mouth_Slightly_Open": {"mouth_gap": 3.0},
+                 "Young": {"age": AGE_LINES_FROM + 0.5}}  # fmt: skip
+#: Identity traits drawn by whether the identity has them (the others set its geometry or colours when drawn).
+_DRAWN_TRAITS = ("High_Cheekbones", "Rosy_Cheeks", "Bags_Under_Eyes", "Double_Chin", "Mustache", "Pointy_Nose")
+
+
+@pytest.mark.parametrize("name", [*_LOOK_CHANGES, *_DRAWN_TRAITS])
+def test_attribute_changes_the_aligned_crop(name):
+    """Counterfactual: the same face with and without the attribute differs inside the aligned 112x112 crop.
+
+    Faces 0 and 5 have the darkest skin tone, where marks drawn as a darker skin must still show. Double_Chin is
+    drawn above the chin's tip, which the crop mostly cuts off; Young is the look before the first age line, so
+    half a year past it the lines show.
+    """
+    changed = []
+    for index in range(6):
+        ident = draw_identity(0, index)
+        ident = replace(ident, traits=ident.traits - set(_DRAWN_TRAITS), beard="none")  # a beard hides the chin
+        before = _aligned_render(ident, _PLAIN_LOOK)
+        if name in _LOOK_CHANGES:
+            after = _aligned_render(ident, replace(_PLAIN_LOOK, **_LOOK_CHANGES[name]))
+        else:
+            after = _aligned_render(replace(ident, traits=ident.traits | {name}), _PLAIN_LOOK)
+        changed.append(int((np.abs(after - before).max(axis=2) > 12).sum()))
+    assert min(changed) >= 8, f"{name}: pixels changed by more than 12 levels in each face's crop: {changed}"
+
+
+def test_necklace_and_necktie_lie_below_the_aligned_crop():
+    """Both are worn below the chin, which the ArcFace crop cuts off: their labels are not in the aligned pixels."""
+    for index in range(4):
+        ident = draw_identity(0, index)
+        plain = _aligned_render(ident, _PLAIN_LOOK)
+        for change in ({"necklace": True}, {"necktie": True}):
+            assert np.array_equal(_aligned_render(ident, replace(_PLAIN_LOOK, **change)), plain), (index, change)
+
+
+def test_attractive_is_read_off_drawn_traits(images):
+    """No coin decides Attractive: it is exactly the absence of the drawn marks that count against it."""
+    marks = ("Chubby", "Double_Chin", "Bags_Under_Eyes", "Big_Nose", "Narrow_Eyes")
+    for im in images:
+        assert im.labels["Attractive"] == int(not any(im.labels[m] for m in marks)), im.relpath
+    assert 0 < sum(im.labels["Attractive"] for im in images) < len(images)
 
 
 # --- labels.csv and arguments --------------------------------------------------------------------

@@ -10,6 +10,9 @@ Each accuracy comes with its trivial predictor's (``majority_acc``: the best con
 labels, i.e. the share of the commonest class) and the age MAE with the MAE of the best constant age (the
 median of the labels, ``median_mae``): a head that does not beat these has learnt nothing usable. Both are
 computed on the evaluated labels themselves, so they are the strongest constant baselines, not estimates.
+Because a majority accuracy near 1 hides a head that never predicts the rare class, every accuracy also
+comes as ``balanced_acc``: the mean recall over the classes present in the labels, which any constant
+prediction scores at exactly 1 / (number of classes present), i.e. 0.5 for a binary label with both classes.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from faceops.labels import CELEBA_ATTRIBUTES, EXPRESSIONS
 __all__ = [
     "DEFAULT_AGE_SIGMA",
     "label_mask",
+    "balanced_accuracy",
     "confusion_matrix",
     "expression_metrics",
     "gender_metrics",
@@ -79,6 +83,20 @@ def _class_labels(labels: Sequence[object], num_classes: int, what: str) -> tupl
     return np.where(present, values, 0).astype(np.int64), present
 
 
+def balanced_accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over the classes present in ``truth`` of the share of that class predicted right (its recall).
+
+    Args:
+        pred: predicted class indices [N].
+        truth: true class indices [N] (labelled samples only, N >= 1).
+
+    Returns:
+        In [0, 1]; a constant prediction scores exactly 1 / (number of distinct classes in ``truth``).
+    """
+    classes = np.unique(truth)
+    return float(np.mean([np.mean(pred[truth == c] == c) for c in classes]))
+
+
 def _accuracy(prefix: str, pred: np.ndarray, labels: Sequence[object], num_classes: int) -> Metrics:
     truth, present = _class_labels(labels, num_classes, prefix)
     classes = _predicted_classes(pred, len(truth), num_classes, prefix)
@@ -87,6 +105,7 @@ def _accuracy(prefix: str, pred: np.ndarray, labels: Sequence[object], num_class
         metrics[f"{prefix}/acc"] = float(np.mean(classes[present] == truth[present]))
         counts = np.bincount(truth[present], minlength=num_classes)
         metrics[f"{prefix}/majority_acc"] = float(counts.max() / present.sum())
+        metrics[f"{prefix}/balanced_acc"] = balanced_accuracy(classes[present], truth[present])
     metrics[f"{prefix}/n"] = int(present.sum())
     metrics[f"{prefix}/n_missing"] = int((~present).sum())
     return metrics
@@ -112,7 +131,8 @@ def confusion_matrix(pred: np.ndarray, labels: Sequence[object], num_classes: in
 
 
 def expression_metrics(pred: np.ndarray, labels: Sequence[int | None]) -> Metrics:
-    """``expr/acc`` over the labelled samples, with ``expr/majority_acc``, ``expr/n`` and ``expr/n_missing``.
+    """``expr/acc`` over the labelled samples, with ``expr/majority_acc``, ``expr/balanced_acc``, ``expr/n`` and
+    ``expr/n_missing``.
 
     Args:
         pred: expression indices [N] or scores [N, len(EXPRESSIONS)].
@@ -122,7 +142,8 @@ def expression_metrics(pred: np.ndarray, labels: Sequence[int | None]) -> Metric
 
 
 def gender_metrics(pred: np.ndarray, labels: Sequence[int | None]) -> Metrics:
-    """``gender/acc`` over the labelled samples, with ``gender/majority_acc``, ``gender/n`` and ``gender/n_missing``.
+    """``gender/acc`` over the labelled samples, with ``gender/majority_acc``, ``gender/balanced_acc``, ``gender/n``
+    and ``gender/n_missing``.
 
     Args:
         pred: 0/1 predictions [N] or two-class scores [N, 2], same coding as the labels
@@ -214,8 +235,9 @@ def attribute_metrics(
     Returns:
         ``attr/mean_acc``, ``attr/<name>/acc`` per scored attribute, the trivial predictors'
         ``attr/<name>/majority_acc`` and ``attr/mean_majority_acc``, ``attr/n_above_majority`` (attributes
-        whose accuracy beats their majority class), ``attr/n_attrs``, and the label counts ``attr/n``
-        (labelled cells) and ``attr/n_missing`` (masked cells).
+        whose accuracy beats their majority class), ``attr/<name>/balanced_acc`` and their mean
+        ``attr/mean_balanced_acc`` (a constant prediction scores 0.5 on an attribute with both classes),
+        ``attr/n_attrs``, and the label counts ``attr/n`` (labelled cells) and ``attr/n_missing`` (masked cells).
     """
     truth, present = label_mask(labels)
     n_attrs = len(names)
@@ -233,18 +255,22 @@ def attribute_metrics(
         raise ValueError("attribute predictions must be 0/1 (or two-class scores [N, A, 2])")
     correct = pred.astype(np.float64) == truth
     metrics: Metrics = {}
-    accs, majorities = [], []
+    accs, majorities, balanced = [], [], []
     for j, name in enumerate(names):
         if present[:, j].any():
-            acc = float(np.mean(correct[present[:, j], j]))
-            positive = float(np.mean(truth[present[:, j], j]))
+            rows = present[:, j]
+            acc = float(np.mean(correct[rows, j]))
+            positive = float(np.mean(truth[rows, j]))
             metrics[f"attr/{name}/acc"] = acc
             metrics[f"attr/{name}/majority_acc"] = max(positive, 1.0 - positive)
+            metrics[f"attr/{name}/balanced_acc"] = balanced_accuracy(pred[rows, j], truth[rows, j].astype(np.int64))
             accs.append(acc)
             majorities.append(max(positive, 1.0 - positive))
+            balanced.append(metrics[f"attr/{name}/balanced_acc"])
     if accs:
         metrics["attr/mean_acc"] = float(np.mean(accs))
         metrics["attr/mean_majority_acc"] = float(np.mean(majorities))
+        metrics["attr/mean_balanced_acc"] = float(np.mean(balanced))
     metrics["attr/n_above_majority"] = sum(a > m for a, m in zip(accs, majorities))
     metrics["attr/n_attrs"] = len(accs)
     metrics["attr/n"] = int(present.sum())

@@ -15,6 +15,7 @@ from faceops.sample.canvas import RGB, Pen, curve_points, ellipse_points, mix
 from faceops.sample.identity import Identity
 
 __all__ = [
+    "AGE_LINES_FROM",
     "DEPTH_EYE",
     "DEPTH_NOSE",
     "DEPTH_MOUTH",
@@ -28,12 +29,16 @@ __all__ = [
     "draw_glasses",
 ]
 
+#: Age (years) of the first age lines; ``Young`` is the label of the photos taken before it.
+AGE_LINES_FROM = 35.0
+
 # How far each feature stands out of the face plane: a head turn shifts it by yaw * depth.
 DEPTH_EYE = 8.0
 DEPTH_NOSE = 26.0
 DEPTH_MOUTH = 14.0
 
 _DARK: RGB = (40, 24, 20)
+_BLACK: RGB = (0, 0, 0)  # age marks darken the skin by a share of its own tone, so they show on every skin tone
 _WHITE: RGB = (250, 248, 244)
 _SCLERA: RGB = (236, 232, 226)
 _PUPIL: RGB = (14, 10, 10)
@@ -104,11 +109,12 @@ def draw_cheeks(pen: Pen, ident: Identity, nose_tip_y: float) -> None:
 
 
 def draw_wrinkles(pen: Pen, ident: Identity, age: float, mouth: Mouth, brow_top: float) -> None:
-    """Age lines, deeper and more numerous with age: forehead, crow's feet, nose-to-mouth folds."""
-    strength = float(np.clip((age - 38.0) / 30.0, 0.0, 1.0))
-    if strength <= 0.0:
+    """Age lines from :data:`AGE_LINES_FROM` on, deeper and more numerous with age: forehead, crow's feet,
+    nose-to-mouth folds. The first line is drawn plainly (not faded in), so the ``Young`` boundary shows."""
+    if age < AGE_LINES_FROM:
         return
-    colour = mix(ident.skin, _DARK, 0.2 + 0.3 * strength)
+    strength = float(np.clip((age - AGE_LINES_FROM) / 30.0, 0.0, 1.0))
+    colour = mix(ident.skin, _BLACK, 0.3 + 0.25 * strength)
     half = 0.5 * ident.face_w
     for i in range(1 + int(strength * 2.99)):
         y = brow_top - 4.0 - 3.5 * i
@@ -141,7 +147,7 @@ def draw_eyes(pen: Pen, ident: Identity, openness: float) -> None:
             pen.disc(cx, cy - 0.5 * ry, 1.15 * rx, ry + 3.2, mix(ident.skin, ident.eyeshadow, 0.55), DEPTH_EYE)
         if ident.has("Bags_Under_Eyes"):
             bag = ellipse_points(cx, cy + 1.5, 0.9 * rx, ry + 1.8, start=0.15 * np.pi, end=0.85 * np.pi, n=10)
-            pen.stroke(bag, mix(ident.skin, _DARK, 0.3), 0.8, DEPTH_EYE)
+            pen.stroke(bag, mix(ident.skin, _BLACK, 0.35), 0.8, DEPTH_EYE)
         pen.fill(ellipse_points(cx, cy, rx, ry), _SCLERA, DEPTH_EYE)
         pen.fill(_clip_to_ellipse(ellipse_points(cx, cy, iris_r, iris_r, n=24), cx, cy, rx, ry), ident.iris, DEPTH_EYE)
         pupil = ellipse_points(cx, cy, 0.45 * iris_r, 0.45 * iris_r, n=16)

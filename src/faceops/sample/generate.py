@@ -22,6 +22,7 @@ import numpy as np
 
 from faceops.labels import CELEBA_ATTRIBUTES, EXPRESSIONS, LANDMARK_COLUMNS
 from faceops.sample.face import Look, render_face
+from faceops.sample.features import AGE_LINES_FROM
 from faceops.sample.head import head_box
 from faceops.sample.identity import GROUPS, Identity, draw_identity
 from faceops.sample.scene import apply_camera, draw_background, draw_camera, place_face
@@ -46,7 +47,6 @@ _MOUTH_OPEN: dict[str, tuple[float, float, float]] = {
     "anger": (0.3, 2.5, 4.0),
 }
 assert set(_MOUTH_OPEN) == set(EXPRESSIONS), f"{sorted(_MOUTH_OPEN)} != {EXPRESSIONS}"
-_YOUNG_BELOW = 35.0  # years
 #: Label keys in CSV column order (landmarks last, flattened into lx1..ly5).
 _LABEL_KEYS: tuple[str, ...] = ("identity", "expression", "age", *CELEBA_ATTRIBUTES, "group", "landmarks")
 assert LABELS_CSV_COLUMNS == ("path", *_LABEL_KEYS[:-1], *LANDMARK_COLUMNS), "CSV columns and label keys drifted"
@@ -106,7 +106,7 @@ def _labels(ident: Identity, look: Look, blurry: bool, landmarks: np.ndarray) ->
         "Smiling": EXPRESSIONS[look.expression] == "happiness",
         "Mouth_Slightly_Open": look.mouth_gap > 0.0,
         "Blurry": blurry,
-        "Young": look.age < _YOUNG_BELOW,
+        "Young": look.age < AGE_LINES_FROM,
     }
     attributes.update({name: int(value) for name, value in per_photo.items()})
     return {

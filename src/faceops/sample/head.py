@@ -129,12 +129,20 @@ def draw_ears(pen: Pen, ident: Identity, earrings: bool) -> None:
 
 
 def draw_skin(pen: Pen, ident: Identity) -> None:
-    """The face itself, with a double chin where the identity has one."""
+    """The face itself, with a double chin where the identity has one.
+
+    The double chin is a crease around the chin with a shaded fold below it, drawn above the chin's tip: the
+    aligned 112x112 crop ends about 5 face units above the chin (the tip is inside it for under a fifth of
+    the faces), so a fold under the chin would be a label that no aligned face shows.
+    """
     pen.fill(head_outline(ident), ident.skin)
     if ident.has("Double_Chin"):
         w, h = ident.face_w, ident.face_h
-        fold = curve_points((-0.35 * w, h - 1.0), (0.0, h + 5.0), (0.35 * w, h - 1.0))
-        pen.stroke(fold, mix(ident.skin, _DARK, 0.3), 1.0)
+        crease = curve_points((-0.5 * w, 0.66 * h), (0.0, 0.98 * h), (0.5 * w, 0.66 * h), 16)  # lowest at 0.82 h
+        jaw = head_outline(ident, 80)[:41]  # right side -> chin -> left side
+        fold = np.concatenate([crease, jaw[jaw[:, 1] >= 0.66 * h]])  # crease left -> right, jaw back to the left
+        pen.fill(fold, mix(ident.skin, _DARK, 0.12))
+        pen.stroke(crease, mix(ident.skin, _DARK, 0.4), 1.2)
 
 
 def draw_facial_hair(pen: Pen, ident: Identity, nose_tip_y: float, mouth_y: float, depth: float) -> None:
