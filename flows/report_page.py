@@ -74,7 +74,9 @@ def _plots(workspace: Path) -> tuple[list[Figure], list[str]]:
         specs = dvc_plot_specs(workspace, PLOT_PATTERNS)
     except RuntimeError as err:
         return [], [str(err)]
-    return [Figure(name, "image/svg+xml", vl_convert.vegalite_to_svg(spec).encode()) for name, spec in specs], []
+    specs.sort(key=lambda named: (not named[0].endswith(".tsv"), named[0]))  # training curves first
+    return [Figure(name.replace("/plots/metrics/", ": ").removesuffix(".tsv"), "image/svg+xml",
+                   vl_convert.vegalite_to_svg(spec).encode()) for name, spec in specs], []  # fmt: skip
 
 
 def _flat(files: Mapping[str, bytes | None]) -> dict[str, Value]:

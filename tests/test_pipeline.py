@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from flows.workspace import stale_stages
+from headless import browser  # noqa: F401  (the session's headless Chromium fixture)
 from tiny_workspace import TINY, copy_project, tiny_params
 
 pytestmark = pytest.mark.slow
@@ -90,7 +91,7 @@ def _faceops(args: list[str], root: Path, env: dict) -> subprocess.CompletedProc
 def test_first_run_goes_through_prefect_and_builds_everything(built):
     root, _, result = built
     assert "pipeline finished" in result.stdout, result.stdout + result.stderr
-    assert _ran(result.stdout) == {"sample", "ingest", "keypoints", "align", "shard", "pretrain", "train",
+    assert _ran(result.stdout) == {"sample", "ingest", "keypoints", "align", "shard", "pretrain", "train", "adapt",
                                    "evaluate", "embed", "cluster", "robustness", "monitor", "report"}  # fmt: skip
     index = yaml.safe_load((root / "data/shards/sample/index.json").read_text())
     n = TINY["identities"] * TINY["images_per_identity"]
@@ -139,7 +140,7 @@ def test_param_change_reruns_only_downstream(own_copy):
     assert set(stale_stages(root)) == {"evaluate"}
     models_before = _digests(root / "models")
     result = _faceops(["run"], root, env)
-    assert _ran(result.stdout) == {"evaluate", "report"}, result.stdout
+    assert _ran(result.stdout) == {"evaluate"}, result.stdout  # the report stage reads no metrics
     assert _digests(root / "models") == models_before
     assert stale_stages(root) == {}
 
@@ -223,3 +224,48 @@ def test_plots_render_offline_to_png(built):
         assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     finally:
         shutil.rmtree(rendered, ignore_errors=True)
+
+
+def test_report_page_of_a_real_run_renders_in_a_headless_browser(built, browser, tmp_path):
+    """`faceops report` on the run's outputs: headline, plots and contact sheets render, the console stays clean."""
+    from headless import render
+
+    root, env, _ = built
+    try:
+        result = _faceops(["report"], root, env)
+        assert "verification accuracy" in result.stdout and "report page:" in result.stdout, result.stdout
+        shown = render(browser, root / "reports" / "index.html", screenshot=tmp_path / "page.png")
+    finally:
+        shutil.rmtree(root / "reports", ignore_errors=True)
+    assert shown["console"] == []
+    assert len(shown["images"]) >= 4  # loss/total of pretrain and train, ROC, confusion, contact sheets
+    assert all(loaded and natural > 0 for _, loaded, natural, _ in shown["images"]), shown["images"]
+    assert all(rows > 0 and height > 0 for _, rows, height in shown["tables"]), shown["tables"]
+    assert "expression accuracy" in shown["text"] and "Stage run times" in shown["text"]
+
+
+def test_train_evaluate_and_embed_start_from_imported_official_weights(own_copy, tmp_path):
+    """`faceops import-weights swinface` on an official-layout checkpoint; `train.init: imported:...@sha` starts
+    train from it, and evaluate and embed read the result."""
+    import torch
+
+    from faceops.models import create_model
+    from faceops.models.swinface_official import to_official
+    from faceops.train import load_trained_model
+
+    root, env = own_copy
+    torch.manual_seed(0)
+    official = tmp_path / "checkpoint_step_79999_gpu_0.pt"
+    torch.save({"global_step": 79999, **to_official(create_model("swinface_swin_t"))}, official)
+    imported = _faceops(["import-weights", "swinface", str(official)], root, env).stdout
+    init = re.search(r"imported:swinface_swin_t@[0-9a-f]{12}", imported).group(0)  # the value to set
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"].update({"model": "swinface_swin_t", "init": init, "steps": 1, "warmup_steps": 0, "batch_size": 4})
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = _faceops(["run", "--stage", "evaluate", "--stage", "embed"], root, env)
+    assert {"train", "evaluate", "embed"} <= _ran(result.stdout), result.stdout
+    model, record = load_trained_model(root / "models/swinface/model.pt")
+    assert (record["model_name"], record["init"], record["step"]) == ("swinface_swin_t", init, 1)
+    evaluated = yaml.safe_load((root / "metrics/evaluate.json").read_text())
+    assert 0.0 <= evaluated["sample/verif/acc"] <= 1.0 and "sample/attr/mean_acc" in evaluated
+    assert yaml.safe_load((root / "metrics/embed.json").read_text())["sample/test/dim"] == 512
