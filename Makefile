@@ -12,7 +12,7 @@ EXTRAS      := cpu plots dev
 FACENET     := facenet-pytorch==2.6.0
 LOCK_TOOLS  := $(VENV)/.pip-tools
 
-.PHONY: demo test bench clean-demo lock
+.PHONY: demo test bench clean-demo lock browser
 
 $(STAMP): pyproject.toml $(LOCK) $(LOCK_NODEPS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml $(LOCK) $(LOCK_NODEPS)
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Upgrading dependencies: re-resolve pyproject.toml to the newest allowed versions (README, "Upgrading dependencies").
+# Upgrading dependencies: re-resolve pyproject.toml to the newest allowed versions (README.md, "Upgrading dependencies").
 lock:
 	test -x $(LOCK_TOOLS)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install -q pip-tools==7.6.2; }
 	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile -q --upgrade --generate-hashes --allow-unsafe \
@@ -34,8 +34,16 @@ demo: $(STAMP)
 	$(BIN)/faceops run
 	$(BIN)/faceops report
 
-test: $(STAMP)
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+test: $(STAMP) browser
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q --durations=15
+
+# The report page test drives Debian's chromium + chromedriver (tests/headless.py); installed where apt-get can,
+# otherwise that one test is skipped with a message naming the packages.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive sh -c \
+	    'apt-get install -y -qq chromium chromium-driver || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }' \
+	  ; } >/dev/null 2>&1 || echo "chromium not installed (no apt-get?): the report page browser test will be skipped"
 
 # Every benchmark; outputs and figures in bench/results/ (SUMMARY.md); exits non-zero when any goal is missed.
 bench: $(STAMP)
