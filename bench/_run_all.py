@@ -44,7 +44,7 @@ def _previous_rows() -> dict[str, str]:
 def main(names: list[str]) -> int:
     scripts = [BENCH / f"{n}.py" for n in names] or sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))
     RESULTS.mkdir(exist_ok=True)
-    rows, failed = _previous_rows() if names else {}, []
+    rows, failed = {}, []
     for script in scripts:
         print(f"== {script.name}", flush=True)
         start = time.monotonic()
@@ -58,6 +58,8 @@ def main(names: list[str]) -> int:
         rows[script.name] = f"| `{script.name}` | {_verdict(done.returncode)} | {seconds:.0f} | {summary} |"
         if done.returncode not in (0, NOT_RUN):
             failed.append(script.name)
+    if names:  # read now, not at the start: a bench chain run beside this one may have written its rows meanwhile
+        rows = {**_previous_rows(), **rows}
     machine = environment()
     header = [
         "# Benchmark results (`make bench`)", "",

@@ -1,7 +1,9 @@
 """Networks for faceops: one registry and one factory (``create_model``) for every model.
 
-Importing this package registers every built-in entrypoint; a new model file only needs its
-``@register_model`` functions and an import line below.
+Importing this package registers the face networks (swinface_*, fiwhn_*); a new face model file only needs its
+``@register_model`` functions and an import line below. The structure pipeline's networks (cornerformer_*) register
+when ``faceops.structure.model`` is imported, as its stages do: importing them here would put structure code among
+every face stage's code dependencies, so a structure edit would re-run the face pipeline.
 """
 
 from faceops.models._registry import (
