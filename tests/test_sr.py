@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -167,3 +168,39 @@ def test_sr_stage_writes_model_metrics_and_grid(tmp_path, steps):
         torch.save({"format": 1, "kind": "model", "model_name": "swinface_cpu"}, tmp_path / "rec.pt")
         load_sr_model(tmp_path / "rec.pt")
     assert load_checkpoint(tmp_path / "out" / "model.pt", kind="model")["step"] == steps
+
+
+def test_sr_stage_scores_an_imported_model_on_a_raw_image_folder(tmp_path):
+    """``sr.data: raw`` reads a registered image folder, ``sr.init: imported:...@<sha>`` starts from the weights
+    `faceops import-weights fiwhn` wrote (pinned by hash); with ``steps: 0`` the stage only scores them."""
+    from faceops.io.checkpoint import save_checkpoint
+    from faceops.io.digest import sha256_file
+    from faceops.models.importers import import_weights
+    from stages import sr
+
+    folder = tmp_path / "raw" / "lab"
+    for i, image in enumerate(_smooth_images(12, size=48, seed=5)):
+        (folder / f"p{i % 3}").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"p{i % 3}" / f"{i:02d}.png"), image.permute(1, 2, 0).numpy()[..., ::-1].copy())
+    official = json.loads((Path(__file__).parent / "fixtures" / "fiwhn_official_x4.json").read_text())["tensors"]
+    torch.manual_seed(0)
+    torch.save({name: 0.01 * torch.randn(shape) for name, shape in official.items()}, tmp_path / "model_best_x4.pt")
+    imported = tmp_path / "imported" / "fiwhn_x4.pt"
+    imported.parent.mkdir()
+    save_checkpoint(imported, import_weights("fiwhn", tmp_path / "model_best_x4.pt"), kind="model")
+    pin = f"imported:fiwhn_x4@{sha256_file(imported)[:12]}"
+    params = {"sr": {"model": "fiwhn_x4", "data": "raw", "source": "lab", "heldout_fraction": 0.3, "init": pin,
+                     "steps": 0, "grid_images": 2}}  # fmt: skip
+    (tmp_path / "params.yaml").write_text(json.dumps(params))
+    args = ["--params", str(tmp_path / "params.yaml"), "--shards", str(tmp_path / "shards"), "--raw",
+            str(tmp_path / "raw"), "--imported", str(imported.parent), "--out", str(tmp_path / "out"), "--ckpt",
+            str(tmp_path / "ckpt"), "--metrics", str(tmp_path / "sr.json"), "--plots", str(tmp_path / "plots")]
+    sr.main(args)
+    metrics = json.loads((tmp_path / "sr.json").read_text())
+    assert metrics["steps"] == 0 and 1 <= metrics["images"] < 12  # the held-out share of the 12 images
+    _, record = load_sr_model(tmp_path / "out" / "model.pt")
+    state = import_weights("fiwhn", tmp_path / "model_best_x4.pt")["state_dict"]
+    assert all(torch.equal(record["state_dict"][k], v) for k, v in state.items())  # scored as imported
+    imported.write_bytes(imported.read_bytes() + b"\0")  # other bytes than the pin names
+    with pytest.raises(SystemExit, match="sha256"):
+        sr.main(args)
