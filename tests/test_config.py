@@ -92,6 +92,8 @@ TWO_HALVES = [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}]
         pytest.param({"train": {"sample_rate": 1.5}}, ["train.sample_rate"], id="sample-rate"),
         pytest.param({"train": {"precision": "fp8"}}, ["train.precision", "'bf16'"], id="precision"),
         pytest.param({"pretrain": {"enabeld": False}}, ["pretrain.enabeld", "unknown key"], id="misspelt"),
+        pytest.param({"train": {"model": "swinface_swin_t"}}, ["adapt.model ('swinface_cpu') must equal train.model"],
+                     id="adapt-builds-train-s-variant"),
     ],
 )
 def test_training_sections_name_the_bad_key(patch, expected):

@@ -271,9 +271,12 @@ def test_train_evaluate_and_embed_start_from_imported_official_weights(own_copy,
     init = re.search(r"imported:swinface_swin_t@[0-9a-f]{12}", imported).group(0)  # the value to set
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"].update({"model": "swinface_swin_t", "init": init, "steps": 1, "warmup_steps": 0, "batch_size": 4})
+    # evaluate also scores adapt's model, which trains on from train's: the same variant, one short round
+    params["adapt"].update({"model": "swinface_swin_t", "rounds": 1, "steps": 1, "warmup_steps": 0, "batch_size": 4,
+                            "target_batch": 4, "checkpoint_every": 1})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = _faceops(["run", "--stage", "evaluate", "--stage", "embed"], root, env)
-    assert {"train", "evaluate", "embed"} <= _ran(result.stdout), result.stdout
+    assert {"train", "adapt", "evaluate", "embed"} <= _ran(result.stdout), result.stdout
     model, record = load_trained_model(root / "models/swinface/model.pt")
     assert (record["model_name"], record["init"], record["step"]) == ("swinface_swin_t", init, 1)
     evaluated = yaml.safe_load((root / "metrics/evaluate.json").read_text())

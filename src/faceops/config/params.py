@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from faceops.config.adapt import AdaptParams
 from faceops.config.align import AlignParams
@@ -64,6 +64,15 @@ class Params(Section):
     structure_evaluate: StructureEvaluateParams = Field(default_factory=StructureEvaluateParams)
     ops: OpsParams = Field(default_factory=OpsParams)
     pipeline: PipelineParams = Field(default_factory=PipelineParams)
+
+    @model_validator(mode="after")
+    def _adapt_continues_train(self) -> "Params":
+        """adapt trains on from the `train` stage's model, so both build the same variant; caught here, before
+        train has spent its steps, rather than when adapt finds the checkpoint does not fit."""
+        if self.adapt.model != self.train.model:
+            raise ValueError(f"adapt.model ({self.adapt.model!r}) must equal train.model ({self.train.model!r}): "
+                             "adapt continues training the train stage's model")
+        return self
 
 
 def parse_params(data: object, origin: str = "params") -> Params:
