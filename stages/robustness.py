@@ -4,6 +4,8 @@
 ``robustness.split`` and reports fooling rates on the held-out rest; metrics go to ``--metrics``
 (``<source>/<target>/<method>/fooling_rate``), held-out fooling rate per epoch to ``--plots`` as
 ``<source>_<target>_fooling.json``, each perturbation to ``--out`` as ``<source>_<target>_<method>.png``.
+With ``--cache FOLDER`` the outputs of a finished run with the same model, shards read, params and code are
+restored instead (``stages._finished``): new photos of another source or split do not re-run the attack.
 """
 
 from __future__ import annotations
@@ -15,19 +17,25 @@ from typing import Any
 from faceops.config.base import BaseParams
 from faceops.config.robustness import RobustnessParams
 from faceops.io.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
+from faceops.io.digest import sha256_file
 from faceops.io.layout import MODEL_FILE
 from faceops.io.shards import split_urls
-from faceops.runcache import device_type
+from faceops.runcache import device_type, split_digests
 from stages._common import params_or_exit, parse_args, print_counts, progress_bar, write_metrics
+from stages._finished import cache_folder, reuse_or_run
 
 #: Added to ``base.seed`` so the attack's draws differ from every other stage's.
 SEED_OFFSET = 7_000
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(__doc__, ["model", "shards", "out", "metrics", "plots"], argv)
+    args = parse_args(__doc__, ["model", "shards", "out", "metrics", "plots"], argv, path_lists=["cache"])
     params = params_or_exit(args.params, base=BaseParams, robustness=RobustnessParams)
-    _run(args, params)
+    cfg, device = params.robustness, device_type()
+    reads = {source: split_digests(args.shards, source, [cfg.split]) for source in cfg.sources}
+    parts = [cfg.model_dump(mode="json"), params.base.seed, sha256_file(args.model / MODEL_FILE), reads]
+    outputs = {"out": args.out, "plots": args.plots, "metrics.json": args.metrics}
+    reuse_or_run("robustness", cache_folder(args.cache), parts, outputs, lambda: _run(args, params), device=device)
 
 
 def _run(args: Any, params: Any) -> None:

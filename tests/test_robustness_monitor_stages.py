@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from faceops.io.checkpoint import save_checkpoint
+from faceops.io.checkpoint import load_checkpoint, save_checkpoint
 from faceops.io.shards import ShardSample, write_index, write_shards
 from faceops.models import create_model
 from faceops.ood.shifts import corrupt, sample_faces
@@ -57,11 +57,12 @@ def _files(folder):
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _robustness(ws, run):
+def _robustness(ws, run, cache=(), shards="shards"):
     from stages.robustness import main
 
-    main(["--params", str(ws / "params.yaml"), "--model", str(ws / "model"), "--shards", str(ws / "shards"),
-          "--out", str(ws / run / "out"), "--metrics", str(ws / run / "metrics.json"), "--plots", str(ws / run / "plots")])  # fmt: skip
+    main(["--params", str(ws / "params.yaml"), "--model", str(ws / "model"), "--shards", str(ws / shards),
+          "--out", str(ws / run / "out"), "--metrics", str(ws / run / "metrics.json"), "--plots", str(ws / run / "plots"),
+          *[arg for folder in cache for arg in ("--cache", str(folder))]])  # fmt: skip
     return json.loads((ws / run / "metrics.json").read_text())
 
 
@@ -84,6 +85,36 @@ def test_robustness_stage_writes_rates_curves_and_perturbations(workspace):
             assert (workspace / "rob" / "out" / f"sample_{target}_{method}.png").is_file()
         rows = json.loads((workspace / "rob" / "plots" / f"sample_{target}_fooling.json").read_text())
         assert [r["epoch"] for r in rows] == [1.0, 2.0] and set(rows[0]) == {"epoch", "sga", "spgd", "random"}
+
+
+def test_robustness_restores_a_finished_run_when_only_other_sources_changed(workspace, monkeypatch, capsys):
+    """New photos of a source the attack does not read (an inbox) leave its inputs as they were: the outputs of
+    the finished run come back byte for byte without attacking again; a different model runs it again."""
+    import shutil
+
+    import stages.robustness as stage
+
+    cache = workspace / "rob-cache"
+    first = _robustness(workspace, "rob-first", cache=[cache])
+    shutil.copytree(workspace / "shards", workspace / "shards-more")
+    faces = sample_faces(2, 2, seed=9, size=112)
+    _shard_source(workspace / "shards-more", "inbox01", {"unlabeled": (faces.images, [None] * len(faces.images))})
+    monkeypatch.setattr(stage, "_run", lambda *a: pytest.fail("a restorable run attacked again"))
+    capsys.readouterr()
+    assert _robustness(workspace, "rob-again", cache=[cache], shards="shards-more") == first
+    assert "same inputs as the finished run" in capsys.readouterr().err
+    for folder in ("out", "plots"):
+        assert _files(workspace / "rob-again" / folder) == _files(workspace / "rob-first" / folder)
+    monkeypatch.undo()
+    other = workspace / "model-other"
+    record = load_checkpoint(workspace / "model" / "model.pt", kind="model")
+    save_checkpoint(other / "model.pt", {**record, "step": record["step"] + 1}, kind="model")
+    monkeypatch.setattr(stage, "_run", lambda *a: (_ for _ in ()).throw(LookupError("attacked again")))
+    with pytest.raises(LookupError, match="attacked again"):
+        stage.main(["--params", str(workspace / "params.yaml"), "--model", str(other), "--shards",
+                    str(workspace / "shards"), "--out", str(workspace / "rob-other" / "out"), "--metrics",
+                    str(workspace / "rob-other" / "m.json"), "--plots", str(workspace / "rob-other" / "plots"),
+                    "--cache", str(cache)])  # fmt: skip
 
 
 def test_monitor_stage_scores_every_new_photo_and_reruns_to_the_same_bytes(workspace):
