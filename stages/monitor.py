@@ -6,6 +6,8 @@ ingest manifest of its version (``stages._versions``), so incoming = the photos 
 ``--out``/summary.json (per source: Gscores, estimated OOD share, recommendation and why, the most-OOD
 sample ids) with ``ood_<source>.png`` contact sheets, score histograms to ``--plots`` as
 ``<source>_scores.json`` and the flat metrics (``<source>/gscore``, ``retrain``, ...) to ``--metrics``.
+With ``--cache FOLDER`` the model's outputs are kept per shard under ``FOLDER/<model fingerprint>/``, so a run
+after new photos arrived predicts only the new shards (the most recently used fingerprints are kept).
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from faceops.io.atomic import atomic_directory, atomic_write_bytes, atomic_write
 from faceops.io.jsonl import read_jsonl
 from faceops.io.layout import MANIFEST, MODEL_FILE, SUMMARY_JSON
 from faceops.io.shards import read_index, split_urls
-from faceops.runcache import device_type
+from faceops.io.digest import sha256_file
+from faceops.runcache import device_type, fingerprint, prune_finished
 from stages._common import console, params_or_exit, parse_args, write_metrics
+from stages._finished import cache_folder, code_digest
 from stages._versions import file_at_version
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(__doc__, ["model", "interim", "shards", "scratch", "out", "metrics", "plots"], argv)
+    args = parse_args(__doc__, ["model", "interim", "shards", "scratch", "out", "metrics", "plots"], argv,
+                      path_lists=["cache"])  # fmt: skip
     cfg = params_or_exit(args.params, monitor=MonitorParams).monitor
     if cfg.model == "trained":
         model_file, baseline = args.model / MODEL_FILE, None
@@ -42,7 +47,7 @@ def _run(args: Any, cfg: MonitorParams, model_file: Path, baseline: frozenset[st
     """torch and the model code are imported here, not at the top (stage modules import fast)."""
     import cv2
 
-    from faceops.ood.collect import SampleRoles
+    from faceops.ood.collect import SampleRoles, ShardOutputs
     from faceops.ood.monitor import MonitorRule, monitor_model
     from faceops.report import contact_sheet
     from faceops.train.export import load_trained_model
@@ -56,7 +61,15 @@ def _run(args: Any, cfg: MonitorParams, model_file: Path, baseline: frozenset[st
     rule = MonitorRule(score=cfg.score, head=cfg.head, k=cfg.k, gscore_method=cfg.gscore, tpr=cfg.tpr,
                        min_incoming=cfg.min_incoming, retrain_min_gscore=cfg.retrain_min_gscore,
                        retrain_min_share=cfg.retrain_min_share, most_ood=cfg.sheet_faces)  # fmt: skip
-    result = monitor_model(model.to(device), shards, roles, rule, batch_size=cfg.batch_size, device=device)
+    cache, kept = cache_folder(args.cache), None
+    if cache is not None:  # outputs depend on the model's bytes, the batching, the code and the libraries
+        key = fingerprint("monitor", [sha256_file(model_file), cfg.batch_size], code=code_digest("monitor"),
+                          device=device)  # fmt: skip
+        (cache / key).mkdir(parents=True, exist_ok=True)
+        prune_finished(cache)
+        kept = ShardOutputs(cache / key)
+    result = monitor_model(model.to(device), shards, roles, rule, batch_size=cfg.batch_size, device=device,
+                           kept=kept)  # fmt: skip
     summary: dict[str, Any] = {"model": cfg.model, "model_name": record["model_name"], "step": record["step"],
                                "reference_sources": sorted(reference), "recommendation": "ok", "sources": {}}  # fmt: skip
     with atomic_directory(args.out) as out, atomic_directory(args.plots) as plots:

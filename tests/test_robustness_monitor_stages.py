@@ -66,12 +66,13 @@ def _robustness(ws, run, cache=(), shards="shards"):
     return json.loads((ws / run / "metrics.json").read_text())
 
 
-def _monitor(ws, run):
+def _monitor(ws, run, cache=(), shards="shards"):
     from stages.monitor import main
 
     main(["--params", str(ws / "params.yaml"), "--model", str(ws / "model"), "--interim", str(ws / "interim"),
-          "--shards", str(ws / "shards"), "--scratch", str(ws / "scratch"), "--out", str(ws / run / "out"),
-          "--metrics", str(ws / run / "metrics.json"), "--plots", str(ws / run / "plots")])  # fmt: skip
+          "--shards", str(ws / shards), "--scratch", str(ws / "scratch"), "--out", str(ws / run / "out"),
+          "--metrics", str(ws / run / "metrics.json"), "--plots", str(ws / run / "plots"),
+          *[arg for folder in cache for arg in ("--cache", str(folder))]])  # fmt: skip
     return json.loads((ws / run / "metrics.json").read_text())
 
 
@@ -135,6 +136,35 @@ def test_monitor_stage_scores_every_new_photo_and_reruns_to_the_same_bytes(works
         }
     _monitor(workspace, "again")
     assert _files(workspace / "mon") == _files(workspace / "again")
+
+
+def test_monitor_with_kept_outputs_predicts_only_new_shards_and_writes_the_same_bytes(workspace, monkeypatch):
+    """With --cache the model's outputs are kept per shard: after an inbox source arrives only its shard is
+    predicted, and every output equals that of a run that predicted everything."""
+    import shutil
+
+    import faceops.ood.collect as collect
+
+    cache, predicted = workspace / "mon-cache", []
+    real = collect.predict
+
+    def counted(model, batches, **kwargs):
+        predicted.append(1)
+        return real(model, batches, **kwargs)
+
+    monkeypatch.setattr(collect, "predict", counted)
+    first = _monitor(workspace, "mon-kept", cache=[cache])
+    assert first == _monitor(workspace, "mon-plain")
+    assert len(predicted) == 2 * len(list((workspace / "shards").rglob("*.tar")))  # every shard, by each run
+    assert _files(workspace / "mon-kept") == _files(workspace / "mon-plain")
+    shutil.copytree(workspace / "shards", workspace / "shards-inbox")
+    _shard_source(workspace / "shards-inbox", "inbox01", {"unlabeled": (sample_faces(2, 2, seed=5, size=112).images,
+                                                                        [None] * 4)})  # fmt: skip
+    predicted.clear()
+    kept = _monitor(workspace, "mon-inbox-kept", cache=[cache], shards="shards-inbox")
+    assert len(predicted) == 1  # the inbox's one shard
+    assert kept == _monitor(workspace, "mon-inbox-plain", shards="shards-inbox") and kept["inbox01/incoming"] == 4
+    assert _files(workspace / "mon-inbox-kept") == _files(workspace / "mon-inbox-plain")
 
 
 def test_monitor_against_a_promoted_version_scores_only_the_photos_added_since(workspace, monkeypatch, tmp_path):

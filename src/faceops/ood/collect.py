@@ -5,11 +5,18 @@ training sources (only photos of the baseline version, when one is given); it is
 ``fit`` part (what the feature scores are fitted on) and a ``calibration`` part (in-distribution scores of
 people the scores were not fitted on, like the new photos' people). *Incoming* are a source's photos that are
 not reference and, with a baseline, not in it: the photos added since then.
+
+Each shard is predicted whole, in batches that never span two shards, so a shard's outputs depend on its
+own bytes only and can be kept per shard (:class:`ShardOutputs`): after new photos arrive, a monitoring run
+with the same model predicts only the shards that changed instead of the whole reference set again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +26,11 @@ import torch
 from faceops.data.loader import make_loader
 from faceops.data.split import identity_unit
 from faceops.eval.evaluate import Predictions, predict
+from faceops.io.atomic import atomic_write_bytes
+from faceops.io.digest import sha256_file
 from faceops.train.batch import normalize_images
 
-__all__ = ["FIT", "CALIBRATION", "SampleRoles", "faces_by_key", "gather_outputs"]
+__all__ = ["FIT", "CALIBRATION", "SampleRoles", "ShardOutputs", "faces_by_key", "gather_outputs"]
 
 FIT, CALIBRATION = "fit", "calibration"
 
@@ -42,6 +51,10 @@ class SampleRoles:
     calibration_share: float
     monitored: frozenset[str] | None = None
 
+    def reads(self, source: str) -> bool:
+        """Whether any sample of ``source`` can have a role (otherwise its shards are not read)."""
+        return source in self.reference_sources or self.monitored is None or source in self.monitored
+
     def role(self, source: str, split: str, key: str, identity: str | None) -> str | None:
         """``"fit"``, ``"calibration"``, the source's name (incoming), or None (not read)."""
         if source in self.reference_sources and split == "train" and (self.baseline is None or key in self.baseline):
@@ -51,16 +64,57 @@ class SampleRoles:
         return source if self.monitored is None or source in self.monitored else None
 
 
-def _role_batches(
-    batches: Iterable[Mapping], roles: SampleRoles, source: str, split: str
-) -> Iterator[tuple[str, dict]]:
-    """Each batch cut into per-role sub-batches ``(role, {"image", "key", "meta"})``; samples without a role dropped."""
-    for batch in batches:
-        names = [roles.role(source, split, key, meta.get("identity")) for key, meta in zip(batch["key"], batch["meta"])]
-        for name in sorted({n for n in names if n is not None}):
-            rows = [i for i, n in enumerate(names) if n == name]
-            yield name, {"image": batch["image"][rows], "key": [batch["key"][i] for i in rows],
-                         "meta": [batch["meta"][i] for i in rows]}  # fmt: skip
+@dataclass(frozen=True)
+class ShardOutputs:
+    """A folder of whole-shard model outputs, one ``<shard sha256>.npz`` each, for *one* model and setting.
+
+    The caller keys the folder (the model's bytes, batch size, device, library versions: what changes the
+    outputs' last bits) and prunes old folders; here a shard's content digest finds its file. The files hold
+    arrays and a JSON text only, read with ``allow_pickle=False``.
+    """
+
+    folder: Path
+
+    def _file(self, shard: Path) -> Path:
+        return self.folder / f"{sha256_file(shard)}.npz"
+
+    def load(self, shard: Path) -> Predictions | None:
+        """The kept outputs of ``shard``'s bytes, or None."""
+        path = self._file(shard)
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as kept:
+            rows = json.loads(kept["rows"].tobytes().decode())
+            outputs = {name: kept[f"out/{name}"] for name in rows["heads"]}
+            return Predictions(rows["keys"], kept["embeddings"], outputs, rows["metas"])
+
+    def save(self, shard: Path, found: Predictions) -> None:
+        """Keep ``found`` (all of ``shard``'s samples) atomically."""
+        rows = json.dumps({"keys": found.keys, "metas": found.metas, "heads": sorted(found.outputs)})
+        buffer = io.BytesIO()
+        np.savez(buffer, embeddings=found.embeddings, rows=np.frombuffer(rows.encode(), dtype=np.uint8),
+                 **{f"out/{name}": value for name, value in found.outputs.items()})  # fmt: skip
+        atomic_write_bytes(self._file(shard), buffer.getvalue())
+        os.utime(self.folder)  # most recently used: pruned last
+
+
+def _shard_predictions(model: torch.nn.Module, shard: Path, *, batch_size: int, device: str,
+                       kept: ShardOutputs | None) -> Predictions:  # fmt: skip
+    """Outputs of every sample of ``shard`` (from ``kept`` when it has them, else predicted and kept)."""
+    found = kept.load(shard) if kept is not None else None
+    if found is None:
+        loader = make_loader([shard], batch_size=batch_size, num_workers=0)
+        found = predict(model, loader, normalize=normalize_images, device=device)
+        if kept is not None:
+            kept.save(shard, found)
+    return found
+
+
+def _take(found: Predictions, rows: list[int]) -> Predictions:
+    return Predictions(
+        keys=[found.keys[i] for i in rows], embeddings=found.embeddings[rows],
+        outputs={name: value[rows] for name, value in found.outputs.items()}, metas=[found.metas[i] for i in rows],
+    )  # fmt: skip
 
 
 def _concat(parts: list[Predictions]) -> Predictions:
@@ -73,14 +127,15 @@ def _concat(parts: list[Predictions]) -> Predictions:
 
 def gather_outputs(
     model: torch.nn.Module, shards: Mapping[str, Mapping[str, Sequence[Path]]], roles: SampleRoles, *,
-    batch_size: int = 64, device: str = "cpu",
+    batch_size: int = 64, device: str = "cpu", kept: ShardOutputs | None = None,
 ) -> dict[str, Predictions]:  # fmt: skip
-    """Embeddings and head outputs of every sample that has a role, grouped by role (one pass, streamed).
+    """Embeddings and head outputs of every sample that has a role, grouped by role, shard by shard.
 
     Args:
         model: the monitored model (eval mode, on ``device``).
         shards: source -> split -> shard files.
         roles: the rule.
+        kept: whole-shard outputs of this model kept from earlier runs (read, and written for new shards).
 
     Returns:
         role (``"fit"``, ``"calibration"`` or an incoming source's name) -> :class:`Predictions` in shard
@@ -88,12 +143,15 @@ def gather_outputs(
     """
     parts: dict[str, list[Predictions]] = {}
     for source in sorted(shards):
+        if not roles.reads(source):
+            continue
         for split in sorted(shards[source]):
-            if not shards[source][split]:
-                continue
-            loader = make_loader(list(shards[source][split]), batch_size=batch_size, num_workers=0)
-            for name, batch in _role_batches(loader, roles, source, split):
-                parts.setdefault(name, []).append(predict(model, [batch], normalize=normalize_images, device=device))
+            for shard in shards[source][split]:
+                found = _shard_predictions(model, Path(shard), batch_size=batch_size, device=device, kept=kept)
+                names = [roles.role(source, split, key, meta.get("identity"))
+                         for key, meta in zip(found.keys, found.metas)]  # fmt: skip
+                for name in sorted({n for n in names if n is not None}):
+                    parts.setdefault(name, []).append(_take(found, [i for i, n in enumerate(names) if n == name]))
     return {name: _concat(found) for name, found in parts.items()}
 
 

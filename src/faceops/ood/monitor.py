@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from faceops.eval.evaluate import Predictions
-from faceops.ood.collect import CALIBRATION, FIT, SampleRoles, faces_by_key, gather_outputs
+from faceops.ood.collect import CALIBRATION, FIT, SampleRoles, ShardOutputs, faces_by_key, gather_outputs
 from faceops.ood.gscore import GSCORE_METHODS, gscore, ood_share
 from faceops.ood.scores import ScoreInputs, fit_score
 
@@ -143,7 +143,7 @@ class MonitorResult:
 
 def monitor_model(
     model: torch.nn.Module, shards: Mapping[str, Mapping[str, Sequence[Path]]], roles: SampleRoles, rule: MonitorRule,
-    *, batch_size: int = 64, device: str = "cpu",
+    *, batch_size: int = 64, device: str = "cpu", kept: ShardOutputs | None = None,
 ) -> MonitorResult:  # fmt: skip
     """The ``monitor`` stage's work: outputs of every sample with a role, verdicts, most-OOD faces.
 
@@ -152,8 +152,9 @@ def monitor_model(
         shards: source -> split -> shard files (every split of every source).
         roles: which samples are reference and which incoming (:class:`faceops.ood.collect.SampleRoles`).
         rule: score, Gscore variant and thresholds.
+        kept: this model's whole-shard outputs from earlier runs (:class:`faceops.ood.collect.ShardOutputs`).
     """
-    outputs = gather_outputs(model, shards, roles, batch_size=batch_size, device=device)
+    outputs = gather_outputs(model, shards, roles, batch_size=batch_size, device=device, kept=kept)
     verdicts = assess_incoming(outputs, rule)
     faces = {v.source: faces_by_key([u for urls in shards[v.source].values() for u in urls], v.most_ood,
                                     batch_size=batch_size) for v in verdicts}  # fmt: skip
