@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -52,8 +53,9 @@ def dvc_plot_specs(workspace: Path, patterns: Sequence[str]) -> list[tuple[str, 
     Raises:
         RuntimeError: ``dvc plots show`` failed (the message carries its error output).
     """
-    shown = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=workspace,
-                           capture_output=True, text=True, check=False)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="faceops-dvc-plots-") as scratch:  # DVC copies image plots there
+        shown = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json", "--out", scratch],
+                               cwd=workspace, capture_output=True, text=True, check=False)  # fmt: skip
     if shown.returncode != 0:
         raise RuntimeError(f"dvc plots show failed: {shown.stderr.strip()[-2000:]}")
     return [

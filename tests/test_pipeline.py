@@ -236,6 +236,18 @@ def test_plots_render_offline_to_png(built):
         shutil.rmtree(rendered, ignore_errors=True)
 
 
+def test_report_adds_only_its_page_to_the_workspace(built):
+    """DVC copies image plots to an output folder (`dvc_plots/` by default) when asked for their specs: the
+    report must not leave that behind (a `make demo` would end with an untracked folder)."""
+    root, env, _ = built
+    before = {p.name for p in root.iterdir()}
+    try:
+        _faceops(["report"], root, env)
+        assert {p.name for p in root.iterdir()} - before <= {"reports"}
+    finally:
+        shutil.rmtree(root / "reports", ignore_errors=True)
+
+
 def test_report_page_of_a_real_run_renders_in_a_headless_browser(built, browser, tmp_path):
     """`faceops report` on the run's outputs: headline, plots and contact sheets render, the console stays clean."""
     from headless import render
