@@ -3,7 +3,8 @@
 Each ``bench/<name>.py`` (not the ``_``-prefixed helpers) runs in its own process with the current
 Python; its whole output goes to ``bench/results/<name>.log`` next to the JSON figures it writes itself,
 and ``bench/results/SUMMARY.md`` gets one row per bench: met, NOT MET, or not run here (exit status
-:data:`_env.NOT_RUN`: no GPU, an optional data set absent), with its final summary line. These committed
+:data:`_env.NOT_RUN`: no GPU, an optional data set absent), the commit, CPU and day it ran on (rows of
+benches not re-run keep theirs), and its final summary line. These committed
 files are where the documentation's figures come from. Exit status 1 when any bench missed its goal or
 failed to run, else 0.
 
@@ -45,6 +46,8 @@ def main(names: list[str]) -> int:
     scripts = [BENCH / f"{n}.py" for n in names] or sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))
     RESULTS.mkdir(exist_ok=True)
     rows, failed = {}, []
+    machine = environment()
+    ran_on = f"{machine['commit'][:7]}, {machine['cpu_count']}x {machine['cpu_model']}, {time.strftime('%Y-%m-%d')}"
     for script in scripts:
         print(f"== {script.name}", flush=True)
         start = time.monotonic()
@@ -55,18 +58,17 @@ def main(names: list[str]) -> int:
         (RESULTS / f"{script.stem}.log").write_text(output)
         summary = _summary(output).replace("|", "/")
         print(f"   {_verdict(done.returncode)} in {seconds:.0f} s: {summary}", flush=True)
-        rows[script.name] = f"| `{script.name}` | {_verdict(done.returncode)} | {seconds:.0f} | {summary} |"
+        rows[script.name] = f"| `{script.name}` | {_verdict(done.returncode)} | {seconds:.0f} | {ran_on} | {summary} |"
         if done.returncode not in (0, NOT_RUN):
             failed.append(script.name)
     if names:  # read now, not at the start: a bench chain run beside this one may have written its rows meanwhile
         rows = {**_previous_rows(), **rows}
-    machine = environment()
     header = [
         "# Benchmark results (`make bench`)", "",
-        f"Commit {machine['commit']}; {machine['cpu_count']} CPUs ({machine['cpu_model']}), {machine['memory_gib']} GiB; "
-        f"written {time.strftime('%Y-%m-%d %H:%M')}.",
-        "Each bench's full output is in `<name>.log` beside this file, its figures in `<name>.json`.", "",
-        "| bench | goal | seconds | summary |", "|---|---|---|---|",
+        f"Written {time.strftime('%Y-%m-%d %H:%M')}; each row says the commit and machine its bench ran on.",
+        "Each bench's full output is in `<name>.log` beside this file, its figures (with the machine's description)"
+        " in `<name>.json`.", "",
+        "| bench | goal | seconds | ran on | summary |", "|---|---|---|---|---|",
     ]  # fmt: skip
     (RESULTS / "SUMMARY.md").write_text("\n".join(header + [rows[name] for name in sorted(rows)]) + "\n")
     if failed:

@@ -8,6 +8,7 @@ stages with the same sizes.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,19 @@ def tiny_params(**overrides: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def copy_project(root: Path, params: dict[str, Any]) -> None:
-    """dvc.yaml, stages/, src/, the given params and (empty) verification and imported-weights folders into ``root``."""
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, root / name)
+def copy_project(root: Path, params: dict[str, Any], drop_stages: Sequence[str] = ()) -> None:
+    """dvc.yaml, stages/, src/, the given params and (empty) verification and imported-weights folders into ``root``.
+
+    ``drop_stages``: dvc.yaml stages (with nothing downstream of them) a test has no use for, left out of its
+    workspace's dvc.yaml so its pipeline runs skip their fixed cost.
+    """
+    shutil.copy(REPO / ".dvcignore", root / ".dvcignore")
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    unknown = set(drop_stages) - set(spec["stages"])
+    assert not unknown, f"no such dvc.yaml stages: {sorted(unknown)}"
+    spec["stages"] = {name: stage for name, stage in spec["stages"].items() if name not in drop_stages}
+    text = yaml.safe_dump(spec, sort_keys=False) if drop_stages else (REPO / "dvc.yaml").read_text()
+    (root / "dvc.yaml").write_text(text)
     for folder in ("stages", "src"):
         shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
