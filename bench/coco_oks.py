@@ -11,7 +11,8 @@ copied to a temporary folder first (nothing is written into the repository but t
 
 Data: a folder with a few COCO val2017 photos and their annotations in COCO person-keypoints format
 (17 keypoints per person; COCO annotations CC BY 4.0, photos under their Flickr licences), e.g. 4 photos
-with 14 persons. Run: ``python bench/coco_oks.py FOLDER`` (json name defaults to ``test_coco.json``).
+with 14 persons. Run: ``python bench/coco_oks.py [FOLDER]`` (json name defaults to ``test_coco.json``; the folder
+defaults to the shared COCO sample, and without it the bench says it was not run, exit status ``NOT_RUN``).
 Exit 1 unless AP is 1 without noise and falls monotonically with it.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _env import environment
+from _env import NOT_RUN, environment
 
 from faceops.ingest import scan_source
 from faceops.io.layout import COCO_ANNOTATIONS
@@ -34,6 +35,8 @@ from faceops.keypoints import oks_ap
 
 RESULTS = Path(__file__).resolve().parent / "results" / "coco_oks.json"
 NOISE_PX = (0.0, 2.0, 5.0, 10.0)
+#: The shared COCO keypoints sample where this project's machines keep it (`../shared/data`, not in the repository).
+DEFAULT_DATA = Path("/work/shared/data/coco-pose-sample/coco")
 
 
 def read_persons(root: Path, annotation_file: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -58,10 +61,14 @@ def read_persons(root: Path, annotation_file: str) -> tuple[dict[str, Any], list
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", type=Path, help="folder with the photos and the COCO keypoints json")
+    parser.add_argument("root", type=Path, nargs="?", default=DEFAULT_DATA,
+                        help="folder with the photos and the COCO keypoints json")  # fmt: skip
     parser.add_argument("--annotations", default="test_coco.json", help="json file name inside root")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if not (args.root / args.annotations).is_file():
+        print(f"SUMMARY coco_oks: not run: no {args.annotations} in {args.root} (pass the COCO sample's folder)")
+        return NOT_RUN
     ground_truth, detections = read_persons(args.root, args.annotations)
     rng = np.random.default_rng(args.seed)
     rows = []
@@ -84,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         "args": {k: str(v) for k, v in vars(args).items()}, "persons": len(detections), "results": rows,
         "goal_met": ok, "env": environment("numpy", "pycocotools"),
     }, indent=2) + "\n")  # fmt: skip
-    print(f"\nOKS AP {aps[0]:.3f} on the persons as read, {aps[-1]:.3f} at {NOISE_PX[-1]:.0f} px noise: "
-          f"{'ok' if ok else 'FAILED'}")  # fmt: skip
+    print(f"\nSUMMARY coco_oks: OKS AP {aps[0]:.3f} on the persons as read, {aps[-1]:.3f} at {NOISE_PX[-1]:.0f} px "
+          f"noise: {'goal met' if ok else 'NOT MET'}")  # fmt: skip
     return 0 if ok else 1
 
 
