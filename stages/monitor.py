@@ -20,10 +20,10 @@ from typing import Any
 
 from faceops.config.monitor import MonitorParams
 from faceops.io.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
+from faceops.io.digest import sha256_file
 from faceops.io.jsonl import read_jsonl
 from faceops.io.layout import MANIFEST, MODEL_FILE, SUMMARY_JSON
 from faceops.io.shards import read_index, split_urls
-from faceops.io.digest import sha256_file
 from faceops.runcache import device_type, fingerprint, prune_finished
 from stages._common import console, params_or_exit, parse_args, write_metrics
 from stages._finished import cache_folder, code_digest

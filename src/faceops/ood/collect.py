@@ -75,12 +75,12 @@ class ShardOutputs:
 
     folder: Path
 
-    def _file(self, shard: Path) -> Path:
+    def entry(self, shard: Path) -> Path:
+        """Where the outputs of ``shard``'s bytes are kept (hashes the shard once; pass it to load and save)."""
         return self.folder / f"{sha256_file(shard)}.npz"
 
-    def load(self, shard: Path) -> Predictions | None:
-        """The kept outputs of ``shard``'s bytes, or None."""
-        path = self._file(shard)
+    def load(self, path: Path) -> Predictions | None:
+        """The outputs kept at ``path`` (:meth:`entry`), or None."""
         if not path.is_file():
             return None
         with np.load(path, allow_pickle=False) as kept:
@@ -88,25 +88,26 @@ class ShardOutputs:
             outputs = {name: kept[f"out/{name}"] for name in rows["heads"]}
             return Predictions(rows["keys"], kept["embeddings"], outputs, rows["metas"])
 
-    def save(self, shard: Path, found: Predictions) -> None:
-        """Keep ``found`` (all of ``shard``'s samples) atomically."""
+    def save(self, path: Path, found: Predictions) -> None:
+        """Keep ``found`` (all samples of the shard whose :meth:`entry` is ``path``) atomically."""
         rows = json.dumps({"keys": found.keys, "metas": found.metas, "heads": sorted(found.outputs)})
         buffer = io.BytesIO()
         np.savez(buffer, embeddings=found.embeddings, rows=np.frombuffer(rows.encode(), dtype=np.uint8),
                  **{f"out/{name}": value for name, value in found.outputs.items()})  # fmt: skip
-        atomic_write_bytes(self._file(shard), buffer.getvalue())
+        atomic_write_bytes(path, buffer.getvalue())
         os.utime(self.folder)  # most recently used: pruned last
 
 
 def _shard_predictions(model: torch.nn.Module, shard: Path, *, batch_size: int, device: str,
                        kept: ShardOutputs | None) -> Predictions:  # fmt: skip
     """Outputs of every sample of ``shard`` (from ``kept`` when it has them, else predicted and kept)."""
-    found = kept.load(shard) if kept is not None else None
+    entry = kept.entry(shard) if kept is not None else None
+    found = kept.load(entry) if kept is not None and entry is not None else None
     if found is None:
         loader = make_loader([shard], batch_size=batch_size, num_workers=0)
         found = predict(model, loader, normalize=normalize_images, device=device)
-        if kept is not None:
-            kept.save(shard, found)
+        if kept is not None and entry is not None:
+            kept.save(entry, found)
     return found
 
 
