@@ -13,6 +13,7 @@ after new photos arrived predicts only the new shards (the most recently used fi
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -66,6 +67,7 @@ def _run(args: Any, cfg: MonitorParams, model_file: Path, baseline: frozenset[st
         key = fingerprint("monitor", [sha256_file(model_file), cfg.batch_size], code=code_digest("monitor"),
                           device=device)  # fmt: skip
         (cache / key).mkdir(parents=True, exist_ok=True)
+        os.utime(cache / key)  # this model's outputs are the most recently used: never the ones pruned
         prune_finished(cache)
         kept = ShardOutputs(cache / key)
     result = monitor_model(model.to(device), shards, roles, rule, batch_size=cfg.batch_size, device=device,
