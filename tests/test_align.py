@@ -322,6 +322,15 @@ def test_every_torn_prefix_of_an_entry_reads_as_a_miss(tmp_path: Path, ok: bool)
     assert align_cache.read_entry(tmp_path, key) is None
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_cache_key_refuses_non_finite_numbers_anywhere_and_ignores_key_order(bad: float) -> None:
+    for payload in ({"a": bad}, {"a": None, "b": [1.0, (2.0, bad)]}, {"a": {"b": {"c": bad}}}):
+        with pytest.raises(ValueError, match="finite"):
+            align_cache.cache_key(payload)
+    assert align_cache.cache_key({"a": None, "b": [0.1, 2]}) == align_cache.cache_key({"b": [0.1, 2], "a": None})
+    assert align_cache.cache_key({"a": None}) != align_cache.cache_key({"a": 0})
+
+
 def test_cache_writes_create_folders_on_demand_and_leave_no_temporaries(tmp_path: Path) -> None:
     keys = [align_cache.cache_key({"i": i}) for i in range(40)]
     for key in keys:

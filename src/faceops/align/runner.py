@@ -423,7 +423,7 @@ def align_many(
     computed = _run_pending(tasks, settings, workers, runner, dask_address)
     for (key, indices), result in zip(pending.items(), computed, strict=True):
         for index in indices:
-            results[index] = replace(result, id=jobs[index].id)
+            results[index] = result if result.id == jobs[index].id else replace(result, id=jobs[index].id)
         if progress is not None:
             progress(len(indices))
     assert all(r is not None for r in results), "every job must have a result"
