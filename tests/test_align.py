@@ -28,6 +28,7 @@ from faceops.align import (
 )
 from faceops.align import detector as detector_module
 from faceops.align import mtcnn as mtcnn_module
+from faceops.align import runner as runner_module
 from faceops.io import align_cache
 from faceops.io import images as images_module
 from faceops.io.images import ImageRejected, decode_image
@@ -387,6 +388,30 @@ def test_runner_parallel_matches_serial_and_keeps_order(tmp_path: Path) -> None:
     assert parallel[2].reason == "decode_error" and "not_an_image" in parallel[2].detail
     assert parallel[4].jpeg == parallel[0].jpeg
     assert not list((tmp_path / "c2").glob("*/.*.tmp")), "no temporary files left behind"
+
+
+def test_parallel_run_computes_here_from_the_back_while_the_worker_takes_the_front(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """workers=2: this process and one worker split the chunks; each image is computed exactly once."""
+    jobs = _write_photos(tmp_path, 24)
+    options = dict(detector="mtcnn", use_given_landmarks=True)  # given landmarks everywhere: no detector needed
+    serial = _run(jobs, tmp_path / "c1", **options)
+    here: list[str] = []
+    compute = runner_module._compute
+
+    def counted(job: AlignJob, settings: object) -> object:  # patched here only: the worker has its own module
+        here.append(job.id)
+        return compute(job, settings)
+
+    monkeypatch.setattr(runner_module, "_compute", counted)
+    parallel = _run(jobs, tmp_path / "c2", workers=2, **options)
+    assert [r.id for r in parallel] == [j.id for j in jobs]
+    assert [r.jpeg for r in parallel] == [r.jpeg for r in serial]
+    assert len(here) == len(set(here)), "no image computed twice here"
+    assert jobs[0].id not in here, "the first chunk goes to the worker as it is submitted"
+    assert jobs[-1].id in here, "this process starts on the last chunk while the worker starts"
+    assert len(list((tmp_path / "c2").glob("*/*.entry"))) == len(jobs)
 
 
 # ---------------------------------------------------------------- plain-JPEG decode path (faceops.io.images)
