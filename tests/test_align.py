@@ -414,6 +414,21 @@ def test_parallel_run_computes_here_from_the_back_while_the_worker_takes_the_fro
     assert len(list((tmp_path / "c2").glob("*/*.entry"))) == len(jobs)
 
 
+def test_detected_faces_are_the_same_bytes_whichever_process_computes_them(tmp_path: Path) -> None:
+    """The real detector in this process (its threads pinned like a worker's) and in a worker agree."""
+    jobs = []
+    for i, photo in enumerate(generate_sample(3, 2, seed=3)):
+        path = tmp_path / f"{i}.jpg"
+        path.write_bytes(photo.jpeg)
+        jobs.append(AlignJob(f"s{i}", "s", path, hashlib.sha256(photo.jpeg).hexdigest(), None))
+    options = dict(detector="mtcnn", min_score=0.5)
+    serial = _run(jobs, tmp_path / "c1", **options)
+    parallel = _run(jobs, tmp_path / "c2", workers=2, **options)
+    assert sum(r.ok for r in serial) >= len(jobs) // 2, "the sample's faces are found"
+    assert [r.jpeg for r in parallel] == [r.jpeg for r in serial]
+    assert all(r.landmark_source in (None, "detected") for r in parallel)
+
+
 # ---------------------------------------------------------------- plain-JPEG decode path (faceops.io.images)
 
 

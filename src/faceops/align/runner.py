@@ -19,6 +19,7 @@ in the cache (``.<name>.<writer>.<random>.tmp``) are never read and can be delet
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -312,6 +313,26 @@ def _run_pending(
     yield from _run_with_helpers(tasks, settings, min(workers, len(tasks)))
 
 
+@contextlib.contextmanager
+def _like_a_worker(settings: _Settings, build_detector: bool) -> Iterator[None]:
+    """Compute in this process with the workers' set-up: one OpenCV and one torch thread, the detector built.
+
+    A detector's convolutions may sum in another order with another thread count, so an image's landmarks,
+    hence its bytes, must not depend on which process computed it. The caller's thread counts come back
+    afterwards (a torch first imported here, by building the detector, keeps one thread).
+    """
+    cv2_threads = cv2.getNumThreads()
+    torch = sys.modules.get("torch")
+    torch_threads = torch.get_num_threads() if torch is not None else None
+    _prepare_process(settings.detector, build_detector)  # one torch thread too, whenever it builds the detector
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(cv2_threads)
+        if torch is not None and torch_threads is not None:
+            torch.set_num_threads(torch_threads)
+
+
 def _run_with_helpers(tasks: list[tuple[AlignJob, str]], settings: _Settings, workers: int) -> Iterator[AlignResult]:
     """Results of ``tasks`` in order, computed by this process and ``workers - 1`` worker processes.
 
@@ -334,10 +355,11 @@ def _run_with_helpers(tasks: list[tuple[AlignJob, str]], settings: _Settings, wo
     ) as pool:
         futures = [pool.submit(_worker_chunk, chunk) for chunk in chunks]
         computed_here: dict[int, list[AlignResult]] = {}
-        for index in reversed(range(len(chunks))):
-            if not futures[index].cancel():  # a worker has it, and (first in, first out) every chunk before it
-                break
-            computed_here[index] = [_compute_and_store(job, key, settings) for job, key in chunks[index]]
+        with _like_a_worker(settings, build_detector):
+            for index in reversed(range(len(chunks))):
+                if not futures[index].cancel():  # a worker has it, and (first in, first out) every chunk before it
+                    break
+                computed_here[index] = [_compute_and_store(job, key, settings) for job, key in chunks[index]]
         for index, future in enumerate(futures):
             yield from computed_here[index] if index in computed_here else future.result()
 
