@@ -23,7 +23,7 @@ import contextlib
 import functools
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -244,6 +244,8 @@ def _compute_and_store(job: AlignJob, key: str, settings: _Settings) -> AlignRes
 
 # The settings of the pool this worker process belongs to (set once by ``_init_worker``).
 _WORKER_SETTINGS: _Settings | None = None
+# The pool's claim flags, one per chunk, shared with the process that started it (``_run_with_helpers``).
+_WORKER_CLAIMS: Any = None
 
 
 def _prepare_process(spec: DetectorSpec, build_detector: bool) -> None:
@@ -262,15 +264,27 @@ def _prepare_process(spec: DetectorSpec, build_detector: bool) -> None:
             torch.set_num_threads(1)
 
 
-def _init_worker(settings: _Settings, build_detector: bool) -> None:
-    """Pool initializer: the settings arrive once per process rather than with every task."""
-    global _WORKER_SETTINGS
-    _WORKER_SETTINGS = settings
+def _init_worker(settings: _Settings, build_detector: bool, claims: Any) -> None:
+    """Pool initializer: the settings and the claim flags arrive once per process rather than with every task."""
+    global _WORKER_SETTINGS, _WORKER_CLAIMS
+    _WORKER_SETTINGS, _WORKER_CLAIMS = settings, claims
     _prepare_process(settings.detector, build_detector)
 
 
-def _worker_chunk(chunk: list[tuple[AlignJob, str]]) -> list[AlignResult]:
+def _claim(claims: Any, index: int) -> bool:
+    """Take chunk ``index`` for the calling process; False when another process took it first."""
+    with claims.get_lock():
+        if claims[index]:
+            return False
+        claims[index] = 1
+        return True
+
+
+def _worker_chunk(index: int, chunk: list[tuple[AlignJob, str]]) -> list[AlignResult] | None:
+    """The chunk's results, or None when the process that started the pool computed it."""
     assert _WORKER_SETTINGS is not None, "_init_worker must run first"
+    if not _claim(_WORKER_CLAIMS, index):
+        return None
     return [_compute_and_store(job, key, _WORKER_SETTINGS) for job, key in chunk]
 
 
@@ -338,9 +352,12 @@ def _run_with_helpers(tasks: list[tuple[AlignJob, str]], settings: _Settings, wo
 
     This process computes too, from the back of the list while the pool starts at the front: starting the
     pool (the forkserver and its preloads) takes ~0.2 s, a fifth of a 1000-photo run on 2 cores, and the
-    helpers would otherwise leave this process idle meanwhile (``bench/align.py``). A chunk is computed here
-    only when its future can still be cancelled, i.e. no worker has taken it, so every chunk is computed
-    exactly once; the two sides meet in the middle. Same bytes whoever computes an image.
+    helpers would otherwise leave this process idle meanwhile (``bench/align.py``); so a thread submits the
+    chunks (the first submit waits for the forkserver) while this one computes. Every chunk goes to the
+    pool, and whoever claims it first (a flag per chunk in shared memory) computes it, so every chunk is
+    computed exactly once; the two sides meet in the middle. (Not by cancelling futures: a pool that breaks
+    with cancelled futures pending kills its own management thread on Python 3.11.) Same bytes whoever
+    computes an image.
     """
     # Chunks of up to 16 images (tens of ms of work) keep the per-task IPC small; at least 4 chunks
     # per process keep the last chunks from leaving a process idle for long.
@@ -350,17 +367,20 @@ def _run_with_helpers(tasks: list[tuple[AlignJob, str]], settings: _Settings, wo
     # A forkserver with this module preloaded: workers start in milliseconds with numpy and OpenCV loaded,
     # and import torch only when they build a detector.
     context = forkserver_context([__name__])
+    claims = context.Array("b", len(chunks))
     with ProcessPoolExecutor(
-        max_workers=workers - 1, mp_context=context, initializer=_init_worker, initargs=(settings, build_detector)
-    ) as pool:
-        futures = [pool.submit(_worker_chunk, chunk) for chunk in chunks]
+        max_workers=workers - 1, mp_context=context, initializer=_init_worker,
+        initargs=(settings, build_detector, claims),
+    ) as pool, ThreadPoolExecutor(1, thread_name_prefix="align-submit") as submitter:  # fmt: skip
+        # Submitting starts the pool (the first submit waits for the forkserver's preloads): in a thread.
+        submitted = submitter.submit(lambda: [pool.submit(_worker_chunk, i, chunk) for i, chunk in enumerate(chunks)])
         computed_here: dict[int, list[AlignResult]] = {}
         with _like_a_worker(settings, build_detector):
             for index in reversed(range(len(chunks))):
-                if not futures[index].cancel():  # a worker has it, and (first in, first out) every chunk before it
+                if not _claim(claims, index):  # a worker has it, and every chunk before it was handed out earlier
                     break
                 computed_here[index] = [_compute_and_store(job, key, settings) for job, key in chunks[index]]
-        for index, future in enumerate(futures):
+        for index, future in enumerate(submitted.result()):
             yield from computed_here[index] if index in computed_here else future.result()
 
 
