@@ -22,6 +22,9 @@ charging it for the bench's own writes (measured: ~4x slower cache writes).
 * 1 vs 2 workers: each run in a fresh Python process that times only the ``align_many`` call, so the
   2-worker time includes starting the worker pool (the forkserver) as a stage run pays it.
   ``2 workers, pool warm`` repeats it in this process, where the forkserver already runs.
+* file system: creating as many files of a cache entry's size in a new folder (the runner's cold cache
+  writes, nothing else), interleaved with the rest: the share of the runner's cost that belongs to this
+  machine's file system, which varied from ~25 us to ~600 us per file within one session on a 2-core VM.
 * ceiling: the bare loop split over 2 already-running processes vs 1: the most any 2-worker runner
   can gain on this machine at this moment (below 2 when other processes hold the cores).
 
@@ -157,6 +160,21 @@ def time_once(jobs_file: Path, cache: Path, workers: int, quality: int) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- file system now
+
+
+def create_files(folder: Path, count: int, size: int) -> float:
+    """Seconds to create ``count`` files of ``size`` bytes in a new folder: what a cold cache write costs here."""
+    folder.mkdir()
+    data = os.urandom(size)
+    start = time.perf_counter()
+    for i in range(count):
+        fd = os.open(folder / f"{i:06d}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, data)
+        os.close(fd)
+    return time.perf_counter() - start
+
+
 # ---------------------------------------------------------------- machine ceiling
 
 
@@ -196,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(1)
     n, q = args.images, args.quality
     names = ("bare", "read_image", "runner_w1", "warm_w1", "fresh_w1", "fresh_w2", "runner_w2_warm_pool",
-             "bare_2proc")  # fmt: skip
+             "bare_2proc", "create_files")  # fmt: skip
     times: dict[str, list[float]] = {k: [] for k in names}
     cpu: dict[str, list[float]] = {k: [] for k in ("bare", "read_image", "runner_w1", "warm_w1")}  # in-process
     with tempfile.TemporaryDirectory(prefix="faceops-bench-align-") as tmp_name:
@@ -220,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                 times["read_image"].append(timed(lambda: decode_loop(jobs, q), cpu["read_image"])[0])
                 t, cold = timed(lambda: run_runner(jobs, tmp / f"cache_w1_{rep}", 1, q), cpu["runner_w1"])
                 times["runner_w1"].append(t)
+                entry_bytes = len(cold[0].jpeg or b"") + 300  # a cache entry: the record line and the JPEG
+                times["create_files"].append(create_files(tmp / f"files_{rep}", n, entry_bytes))
                 t, warm = timed(lambda: run_runner(jobs, tmp / f"cache_w1_{rep}", 1, q), cpu["warm_w1"])
                 times["warm_w1"].append(t)
                 times["fresh_w1"].append(time_in_fresh_process(tmp / "jobs.json", tmp / f"cache_f1_{rep}", 1, q))
@@ -256,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         "fresh_w2": "fresh process, 2 workers",
         "runner_w2_warm_pool": "2 workers, pool warm",
         "bare_2proc": "bare loop in 2 processes",
+        "create_files": "create n files (cache-entry size)",
     }
     print(f"{n} photos ({args.min_side}-{args.max_side} px), best of {args.repeats}, {cores} CPU cores, "
           f"load average {load_start[0]:.2f} -> {load_end[0]:.2f}")  # fmt: skip
@@ -269,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"2 workers vs 1, fresh processes: {speedup:.2f}x (goal >= {speedup_goal:.1f}); pool warm: "
           f"{speedup_warm_pool:.2f}x; pool start-up ~{startup:.2f} s; machine ceiling now (bare loop, "
           f"2 processes vs 1): {ceiling:.2f}x")  # fmt: skip
+    print(f"file system now: creating one cache-entry-sized file costs {1e6 * best['create_files'] / n:.0f} us (best "
+          f"of {args.repeats}; all {[round(1e6 * t / n) for t in times['create_files']]} us), "
+          f"{100 * best['create_files'] / best['runner_w1']:.0f}% of the cold runner's time")  # fmt: skip
     print(f"warm vs cold: {best['runner_w1'] / best['warm_w1']:.1f}x faster; aligned {n_ok}/{n}; identical bytes "
           f"across 1 worker, 2 workers and warm cache: {same_bytes}; same bytes as the bare loop: {same_as_bare}")
 

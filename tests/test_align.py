@@ -403,7 +403,7 @@ def test_parallel_run_computes_here_from_the_back_while_the_worker_takes_the_fro
 
     def slow_here(job: AlignJob, settings: object) -> object:  # patched here only: the worker has its own module
         here.append(job.id)
-        time.sleep(0.05)  # 1.2 s for all 24 here: the worker, started in ~0.2 s, takes the front meanwhile
+        time.sleep(0.2)  # 4.8 s for all 24 here: the worker, started within a second, takes the front meanwhile
         return compute(job, settings)
 
     monkeypatch.setattr(runner_module, "_compute", slow_here)

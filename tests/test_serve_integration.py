@@ -40,7 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 SERVER_START_S = 240
 RUN_S = 480
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-UNUSED_STAGES = ("robustness", "structure-sample", "structure-shard", "structure-train", "structure-evaluate")
+UNUSED_STAGES = ("embed", "cluster", "robustness", "structure-sample", "structure-shard", "structure-train",
+                 "structure-evaluate")
 
 
 def _free_port() -> int:
@@ -53,7 +54,8 @@ def _make_workspace(root: Path) -> dict:
     ops = {"inbox": {"path": "data/inbox", "settle_seconds": 2.0, "poll_seconds": 0.5},
            "retrain": {"cron": "0 3 * * 0", "timezone": "Europe/Berlin", "enabled": True},
            "commit_versions": True}  # fmt: skip
-    # robustness and the structure pipeline play no part in the operations story (nothing reads their outputs)
+    # embed, cluster, robustness and the structure pipeline play no part in the operations story (nothing it
+    # checks reads their outputs; the monitor, the promotion and the version commit stay)
     copy_project(root, tiny_params(pretrain={"enabled": False}, ops=ops), drop_stages=UNUSED_STAGES)
     (root / ".gitignore").write_text(".faceops/\n")
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
