@@ -341,8 +341,29 @@ def test_cache_writes_create_folders_on_demand_and_leave_no_temporaries(tmp_path
             landmark_source=None, score=None, jpeg=None,
         )  # fmt: skip
     files = sorted(p.relative_to(tmp_path / "cache").as_posix() for p in (tmp_path / "cache").rglob("*") if p.is_file())
-    assert files == sorted(f"{k[:2]}/{k}.entry" for k in keys)
+    assert files == sorted(f"{k[0]}/{k}.entry" for k in keys)
     assert all(align_cache.read_entry(tmp_path / "cache", k)["reason"] == "no_face" for k in keys)
+
+
+def test_a_run_deletes_the_former_two_digit_layout_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    (cache / "ab").mkdir(parents=True)
+    (cache / "ab" / f"ab{'0' * 62}.entry").write_bytes(b"an entry of the former layout")
+    (cache / "zz").mkdir()  # not two hex digits: not ours to delete
+    jobs = _write_photos(tmp_path, 2)
+    first = _run(jobs, cache, detector="mtcnn", use_given_landmarks=True)
+    assert not (cache / "ab").exists() and (cache / "zz").is_dir()
+    entries = list(cache.glob("*/*.entry"))
+    assert len(entries) == 2 and all(p.parent.name == p.stem[0] for p in entries)
+
+    def unexpected(*args: object) -> None:
+        raise AssertionError("a cached image was computed again")
+
+    monkeypatch.setattr(runner_module, "_compute", unexpected)
+    again = _run(jobs, cache, detector="mtcnn", use_given_landmarks=True)
+    assert [r.jpeg for r in again] == [r.jpeg for r in first]
 
 
 @pytest.mark.parametrize(

@@ -466,6 +466,7 @@ def align_many(
         Path(cache_dir), size, detector_spec(detector), min_score, multiple_faces, use_given_landmarks,
         jpeg_quality, max_pixels, tuple((k, versions[k]) for k in _DECISIVE_LIBRARIES),
     )  # fmt: skip
+    align_cache.remove_superseded(settings.cache_dir)
     needs_detector = any(not settings.uses_given(job) for job in jobs)
     detector_version = settings.detector.version() if needs_detector else None
 
