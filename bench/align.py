@@ -323,8 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [g for g, ok in goals.items() if not ok]
     verdict = "goals met" if met else f"NOT MET: {failed}" + ("" if ceiling >= speedup_goal else
               f" (this machine gave 2 processes only {ceiling:.2f}x now)")  # fmt: skip
-    print(f"SUMMARY align: runner {ratio:.2f}x of bare (cache in RAM {ratio_ram:.2f}x), {speedup:.2f}x with 2 workers (ceiling {ceiling:.2f}x), "
-          f"warm {1000 * best['warm_w1'] / n:.3f} ms/image -> {verdict}")  # fmt: skip
+    print(f"SUMMARY align: runner {ratio:.2f}x of bare (cache in RAM {ratio_ram:.2f}x), {speedup:.2f}x with 2 workers "
+          f"(ceiling {ceiling:.2f}x), warm {1000 * best['warm_w1'] / n:.3f} ms/image -> {verdict}")  # fmt: skip
     return 0 if met else 1
 
 
