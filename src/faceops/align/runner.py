@@ -13,8 +13,8 @@ cluster (``faceops.dask_runner``), so several machines that share the filesystem
 Either way the worker that computes an image writes its cache entry.
 
 ``max_pixels`` is not part of the key: it only decides whether an image is read at all (ingest applies
-the same limit first), and a rejected image is never cached. Temporary files that a killed run leaves
-in the cache (``.<name>.<writer>.<random>.tmp``) are never read and can be deleted at any time, like the cache.
+the same limit first), and a rejected image is never cached. Entries are written in place and check
+themselves when read (``faceops.io.align_cache``), so a killed run leaves at worst a torn entry: a miss.
 """
 
 from __future__ import annotations

@@ -101,13 +101,17 @@ class ShardOutputs:
 def _shard_predictions(model: torch.nn.Module, shard: Path, *, batch_size: int, device: str,
                        kept: ShardOutputs | None) -> Predictions:  # fmt: skip
     """Outputs of every sample of ``shard`` (from ``kept`` when it has them, else predicted and kept)."""
-    entry = kept.entry(shard) if kept is not None else None
-    found = kept.load(entry) if kept is not None and entry is not None else None
-    if found is None:
+    def predicted() -> Predictions:
         loader = make_loader([shard], batch_size=batch_size, num_workers=0)
-        found = predict(model, loader, normalize=normalize_images, device=device)
-        if kept is not None and entry is not None:
-            kept.save(entry, found)
+        return predict(model, loader, normalize=normalize_images, device=device)
+
+    if kept is None:
+        return predicted()
+    entry = kept.entry(shard)
+    found = kept.load(entry)
+    if found is None:
+        found = predicted()
+        kept.save(entry, found)
     return found
 
 
