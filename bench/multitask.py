@@ -164,6 +164,14 @@ def run_seed(args, seed: int, root: Path) -> dict:
     }
 
 
+def results_file(args) -> Path:
+    """``multitask.json`` for the default data size; another size writes beside it and never replaces it."""
+    defaults = sample_parser("", steps=600).parse_args([])
+    if (args.identities, args.images) == (defaults.identities, defaults.images):
+        return RESULTS
+    return RESULTS.with_name(f"multitask_{args.identities}x{args.images}.json")
+
+
 def _cell(values: list[float]) -> str:
     mean, std = mean_std(values)
     return f"{mean:.3f} ± {std:.3f}"
@@ -196,8 +204,9 @@ def main() -> int:
         const = np.mean([r["constant_losses"][head] for r in runs]) if head != "Age" else None
         print(f"{head:<14}{' '.join(f'{v:8.3f}' for v in curve)}   constant {'-' if const is None else f'{const:.3f}'}")
     goals = {name: all(r["goals"][name] for r in runs) for name in runs[0]["goals"]}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"args": vars(args), "runs": runs, "goals_on_every_seed": goals,
+    results = results_file(args)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps({"args": vars(args), "runs": runs, "goals_on_every_seed": goals,
                                    "environment": environment("torch", "timm")}, indent=2, default=str))  # fmt: skip
     missed = [name for name, ok in goals.items() if not ok]
     print(
