@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 SERVER_START_S = 240
 RUN_S = 480
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-UNUSED_STAGES = ("embed", "cluster", "robustness", "structure-sample", "structure-shard", "structure-train",
+UNUSED_STAGES = ("embed", "cluster", "robustness", "report", "structure-sample", "structure-shard", "structure-train",
                  "structure-evaluate")
 
 
@@ -54,8 +54,8 @@ def _make_workspace(root: Path) -> dict:
     ops = {"inbox": {"path": "data/inbox", "settle_seconds": 2.0, "poll_seconds": 0.5},
            "retrain": {"cron": "0 3 * * 0", "timezone": "Europe/Berlin", "enabled": True},
            "commit_versions": True}  # fmt: skip
-    # embed, cluster, robustness and the structure pipeline play no part in the operations story (nothing it
-    # checks reads their outputs; the monitor, the promotion and the version commit stay)
+    # embed, cluster, robustness, report and the structure pipeline play no part in the operations story (nothing
+    # it checks reads their outputs; the monitor, the promotion and the version commit stay)
     copy_project(root, tiny_params(pretrain={"enabled": False}, ops=ops), drop_stages=UNUSED_STAGES)
     (root / ".gitignore").write_text(".faceops/\n")
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
