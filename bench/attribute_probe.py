@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 from _env import environment
 from _sample_seeds import mean_std
-from multitask import build_shards
+from multitask import build_shards, results_file
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
@@ -44,7 +44,6 @@ from faceops.io.shards import iter_tar_samples, read_index
 from faceops.labels import CELEBA_ATTRIBUTES
 
 RESULTS = Path(__file__).resolve().parent / "results" / "attribute_probe.json"
-MULTITASK = RESULTS.with_name("multitask.json")
 PROBE_SIDE = 24
 #: Inverse L2 strength of the logistic probes and the ridge's alpha: strong, since 42 identities are few.
 PROBE_C, RIDGE_ALPHA = 0.01, 1000.0
@@ -118,12 +117,16 @@ def cell(values: list[float]) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
 
-def multitask_heads(seeds: list[int]) -> list[dict] | None:
-    """The multi-task bench's held-out metrics for these seeds, if its result file has all of them."""
-    if not MULTITASK.exists():
+def multitask_heads(args: argparse.Namespace) -> list[dict] | None:
+    """The multi-task bench's held-out metrics at this data size for these seeds, if its result file has them all."""
+    found = results_file(args)
+    if not found.exists():
         return None
-    runs = {r["seed"]: r["multitask"] for r in json.loads(MULTITASK.read_text())["runs"]}
-    return [runs[s] for s in seeds] if all(s in runs for s in seeds) else None
+    record = json.loads(found.read_text())
+    if (record["args"]["identities"], record["args"]["images"]) != (args.identities, args.images):
+        return None
+    runs = {r["seed"]: r["multitask"] for r in record["runs"]}
+    return [runs[s] for s in args.seeds] if all(s in runs for s in args.seeds) else None
 
 
 def main() -> int:
@@ -140,7 +143,7 @@ def main() -> int:
         print(f"seed {seed}: goals {'met' if all(goals_of(runs[-1]['bench_size']).values()) else 'MISSED'}", flush=True)
 
     probes = [r["bench_size"] for r in runs]
-    heads = multitask_heads(args.seeds)
+    heads = multitask_heads(args)
     print(f"\nheld-out identities at bench/multitask.py's size ({args.identities} identities x {args.images} photos, "
           f"~{probes[0]['train/identities']} train identities), mean ± std over seeds {args.seeds}")  # fmt: skip
     print(f"{'label':<26}{'pixel probe':>16}{'trivial':>16}{'SwinFace heads':>17}")
