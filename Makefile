@@ -34,8 +34,10 @@ demo: $(STAMP)
 	$(BIN)/faceops run
 	$(BIN)/faceops report
 
+# Two pytest processes (pytest-xdist); --dist loadfile keeps each test file in one process, so a module's
+# fixtures (the tiny pipeline build) are made once.
 test: $(STAMP) browser
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q --durations=15
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q --durations=15 -n 2 --dist loadfile
 
 # The report page test drives Debian's chromium + chromedriver (tests/headless.py); installed where apt-get can,
 # otherwise that one test is skipped with a message naming the packages.
