@@ -340,6 +340,48 @@ def test_cluster_dispatch_errors(blobs):
         cluster(blobs[0], method="gcn")
 
 
+# ---------------------------------------------------------------- size cap for any method
+@pytest.mark.parametrize("path", ["tree", "knn"])
+def test_cap_clusters_splits_only_oversize_clusters(blobs, path):
+    from faceops.cluster.cap import cap_clusters
+
+    x, y = blobs
+    merged = np.where(y == 1, 0, y)  # identities 0 and 1 chained into one cluster, the others intact
+    cap = int(max((y == 0).sum(), (y == 1).sum()))
+    capped, split = cap_clusters(x, merged, max_size=cap, k=8, max_n=10_000 if path == "tree" else 2)
+    assert split == 1 and np.bincount(capped).max() <= cap
+    for identity in set(y.tolist()) - {0, 1}:  # clusters within the cap keep exactly their members
+        members = capped[y == identity]
+        assert len(set(members.tolist())) == 1 and (capped == members[0]).sum() == len(members)
+    if path == "tree":  # two separated identities are the root's two subtrees: recovered exactly
+        assert pairwise(y, capped)[2] == 1.0
+    unchanged, none = cap_clusters(x, y, max_size=int(np.bincount(y).max()))
+    assert none == 0 and pairwise(y, unchanged)[2] == 1.0
+
+
+def test_cap_clusters_on_one_chained_cluster_keeps_faces_together(blobs):
+    from faceops.cluster.cap import cap_clusters
+
+    x, y = blobs
+    capped, split = cap_clusters(x, np.zeros(len(y), np.int64), max_size=int(np.bincount(y).max()))
+    precision, recall, _ = bcubed(y, capped)
+    # no identity outgrows the cap, so none is cut (recall 1); two small sibling identities may share a piece
+    assert split == 1 and np.bincount(capped).max() <= np.bincount(y).max() and recall == 1.0 and precision > 0.8
+    with pytest.raises(ValueError, match="max_size"):
+        cap_clusters(x, y, max_size=0)
+
+
+def test_size_cap_is_a_multiple_of_the_largest_labelled_identity():
+    from faceops.cluster.pseudo import size_cap
+    from faceops.config.cluster import ClusterParams
+
+    labels = np.repeat([0, 1, 2], [10, 4, 7])
+    assert size_cap(labels, ClusterParams()) == 20  # 2 x 10
+    assert size_cap(labels, ClusterParams(max_size_ratio=1.5)) == 15
+    assert size_cap(labels, ClusterParams(max_size=12)) == 12  # max_size still caps
+    assert size_cap(labels, ClusterParams(max_size_ratio=None)) == ClusterParams().max_size
+
+
 # ---------------------------------------------------------------- pseudo_identities: the cluster stage's work
 def _embedding_set(x: np.ndarray, y: np.ndarray, prefix: str, labelled: bool = True):
     from faceops.io.embeddings import EmbeddingSet
@@ -375,8 +417,32 @@ def test_pseudo_identities_cluster_the_target_with_what_the_labelled_set_taught(
     else:  # auto: the method best on the calibration identities wrote the pseudo-labels
         assert found.metrics["method"] == max(calibration, key=calibration.get)
     assert {"threshold/bcubed/f", "hdbscan/bcubed/f", "agglomerative/bcubed/f"} <= set(found.metrics)
+    assert found.metrics["size_cap"] == 2 * int(np.bincount(ys).max()) and max(sizes.values()) <= 2 * 12
     record = found.model.to_record()
     assert LinkageGCN.from_record(record).config == found.model.config  # the stage saves the model it used
+
+
+@pytest.mark.parametrize("method", ["threshold", "agglomerative"])
+def test_no_method_writes_a_pseudo_identity_above_the_cap(blobs, method):
+    """A loose threshold chains the target; the cap splits the chains, whatever method drew them."""
+    from faceops.cluster.pseudo import pseudo_identities
+    from faceops.config.cluster import ClusterParams
+
+    x, y = blobs
+    known_x, known_y = make_identities(200, dim=32, seed=4, min_size=3, max_size=6, overlap=0.0, max_modes=1,
+                                       nuisance=0, spread=(0.97, 0.99))  # fmt: skip
+    chained = x + 5.0 * np.ones_like(x) / np.sqrt(x.shape[1])  # a shared shift: every target face looks alike
+    chained /= np.linalg.norm(chained, axis=1, keepdims=True)
+    cfg = ClusterParams(method=method, k1=8, k2=3, u=3, epochs=2, calibration_share=0.0, compare_baselines=False)
+    found = pseudo_identities(_embedding_set(known_x, known_y, "known"), _embedding_set(chained, y, "target"), cfg,
+                              seed=0, name="faces")  # fmt: skip
+    cap = 2 * int(np.bincount(known_y).max())
+    assert found.metrics["size_cap"] == cap and max(r["size"] for r in found.rows) <= cap
+    assert found.metrics["capped_clusters"] >= 1  # it did chain, and was split
+    uncapped = pseudo_identities(_embedding_set(known_x, known_y, "known"), _embedding_set(chained, y, "target"),
+                                 cfg.model_copy(update={"max_size_ratio": None}), seed=0, name="faces")  # fmt: skip
+    assert max(r["size"] for r in uncapped.rows) > cap
+    assert found.metrics[f"{method}/pairwise/f"] > uncapped.metrics[f"{method}/pairwise/f"]
 
 
 def test_pseudo_identities_need_a_labelled_set(blobs):

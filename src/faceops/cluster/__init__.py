@@ -23,8 +23,9 @@ released code (github.com/Zhongdao/gcn_clustering) and its re-implementation in 
 convolutions, size-capped propagation, and the clustering metrics (where ours differ, the modules
 say so: faceops.cluster.gcn, faceops.cluster.propagate). Ours as well: the choice of the
 propagation's parameters on held-out labelled identities, the baselines, and the use of the pseudo-labels
-as ordinary training shards. AIN's other half, the adversarial mutual-information loss between the
-feature extractor and the target classifier, is not implemented.
+as ordinary training shards, and the size cap on every method's clusters (``faceops.cluster.cap``). AIN's
+other half, the adversarial mutual-information loss between the feature extractor and the target classifier,
+is ``faceops.adapt``.
 """
 
 from __future__ import annotations

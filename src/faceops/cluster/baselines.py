@@ -17,7 +17,7 @@ import torch
 from faceops.cluster.knn import knn
 from faceops.cluster.propagate import components
 
-__all__ = ["agglomerative", "hdbscan_labels", "pca", "threshold_cc"]
+__all__ = ["agglomerative", "average_linkage", "hdbscan_labels", "pca", "threshold_cc"]
 
 
 def threshold_cc(
@@ -95,13 +95,26 @@ def agglomerative(
     Args:
         features: [N, D] L2-normalised embeddings.
         distance_threshold: largest average cosine distance (1 - similarity) merged.
-        max_n: refuse larger inputs (memory is 4 N^2 bytes plus scipy's working copies).
-        batch_size: rows per block when filling the distance vector.
+        max_n, batch_size: see ``average_linkage``.
 
     Returns:
         labels [N] int64.
     """
-    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.cluster.hierarchy import fcluster
+
+    tree = average_linkage(features, max_n=max_n, batch_size=batch_size)
+    return fcluster(tree, t=distance_threshold, criterion="distance").astype(np.int64) - 1
+
+
+def average_linkage(features: np.ndarray, *, max_n: int = 20_000, batch_size: int = 2048) -> np.ndarray:
+    """scipy's average-linkage tree [N - 1, 4] of L2-normalised embeddings [N, D] on cosine distance.
+
+    Args:
+        features: [N, D] L2-normalised embeddings (N >= 2).
+        max_n: refuse larger inputs (memory is 4 N^2 bytes plus scipy's working copies).
+        batch_size: rows per block when filling the distance vector.
+    """
+    from scipy.cluster.hierarchy import linkage
 
     n = len(features)
     if n > max_n:
@@ -117,5 +130,4 @@ def agglomerative(
             i = s + r
             start = i * n - i * (i + 1) // 2
             cond[start : start + n - i - 1] = d[r, i + 1 :]
-    tree = linkage(cond, method="average")
-    return fcluster(tree, t=distance_threshold, criterion="distance").astype(np.int64) - 1
+    return linkage(cond, method="average")

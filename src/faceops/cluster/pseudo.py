@@ -7,11 +7,13 @@ of GCN training to choose the propagation (edge-score merge, ``min_score``, ``ma
 ``split_step``). Each baseline ``method`` chooses its free parameter on ``known`` as well. When the
 target's true identities are known (the demo's held-out split), they only score the result, next to
 the baselines'. With ``method: auto`` the method whose pairwise F on the calibration identities is
-best clusters the target (:func:`choose_method`).
+best clusters the target (:func:`choose_method`). No method's pseudo-identity exceeds :func:`size_cap`
+(``faceops.cluster.cap`` splits the baselines' oversize clusters; the GCN's propagation caps its own).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,13 +22,16 @@ import numpy as np
 import torch
 
 from faceops.cluster import METHODS, clustering_scores, pseudo_labels, train_linkage_gcn
+from faceops.cluster.cap import cap_clusters
 from faceops.cluster.gcn import LinkageGCN
 from faceops.cluster.select import PROPAGATION_GRID, baseline_labels, label_confidence, tune_baseline, tune_gcn_links
 from faceops.config.cluster import ClusterParams
 from faceops.data.split import identity_unit
 from faceops.io.embeddings import EmbeddingSet
 
-__all__ = ["CALIBRATION_SALT", "PseudoIdentities", "calibration_mask", "choose_method", "pseudo_identities"]
+__all__ = [
+    "CALIBRATION_SALT", "PseudoIdentities", "calibration_mask", "choose_method", "pseudo_identities", "size_cap",
+]
 
 CALIBRATION_SALT = "cluster-calibration"
 
@@ -96,6 +101,14 @@ def choose_method(requested: str, vectors: np.ndarray, labels: np.ndarray, gcn_f
     return max(scores, key=lambda m: (scores[m], -METHODS.index(m))), scores
 
 
+def size_cap(known_labels: np.ndarray, cfg: ClusterParams) -> int:
+    """The largest pseudo-identity allowed: ``cfg.max_size``, and at most ``cfg.max_size_ratio`` times the
+    face count of the labelled set's largest identity (``known_labels`` [N] int)."""
+    if cfg.max_size_ratio is None or not len(known_labels):
+        return cfg.max_size
+    return min(cfg.max_size, max(2, math.ceil(cfg.max_size_ratio * int(np.bincount(known_labels).max()))))
+
+
 def pseudo_identities(known: EmbeddingSet, target: EmbeddingSet, cfg: ClusterParams, *, seed: int,
                       name: str) -> PseudoIdentities:  # fmt: skip
     """Cluster ``target`` by ``cfg.method`` with everything learnt or chosen on ``known``.
@@ -119,15 +132,19 @@ def pseudo_identities(known: EmbeddingSet, target: EmbeddingSet, cfg: ClusterPar
     sides = [len(known.vectors), len(target.vectors)] + ([] if held is None else [held.sum(), (~held).sum()])
     k1 = min(cfg.k1, int(min(sides)) - 1)  # a tiny set has fewer neighbours
     model, propagation = _fit_gcn(known.vectors, known_labels, held, cfg, seed, k1)
+    cap = size_cap(known_labels, cfg)
+    split: dict[str, int] = {}
 
     def cluster_target(method: str) -> tuple[np.ndarray, np.ndarray]:
-        """(labels, confidence) of the target by ``method``, its free parameters chosen on ``known``."""
+        """(labels, confidence) of the target by ``method``, its free parameters chosen on ``known``, no
+        cluster above ``cap``."""
         if method == "gcn":
-            return pseudo_labels(target.vectors, model, max_size=int(propagation["max_size"]),
+            return pseudo_labels(target.vectors, model, max_size=min(int(propagation["max_size"]), cap),
                                  min_score=float(propagation["min_score"]), step=float(propagation["step"]),
                                  reduce=str(propagation["reduce"]))  # fmt: skip
         value = tune_baseline(method, known.vectors, known_labels, k=k1)[0]
-        found = baseline_labels(method, target.vectors, value, k=k1)
+        found, split[method] = cap_clusters(target.vectors, baseline_labels(method, target.vectors, value, k=k1),
+                                            max_size=cap, k=k1)  # fmt: skip
         return found, label_confidence(target.vectors, found, k=k1)
 
     calibration = held if held is not None else np.zeros(len(known_labels), bool)
@@ -142,6 +159,7 @@ def pseudo_identities(known: EmbeddingSet, target: EmbeddingSet, cfg: ClusterPar
     metrics: dict[str, float | int] = {"samples": len(rows), "clusters": int((sizes > 0).sum()),
                                        "pseudo_samples": len(kept),
                                        "pseudo_identities": len({k["identity"] for k in kept.values()}),
+                                       "size_cap": cap, "capped_clusters": split.get(method, 0),
                                        **{f"propagation/{k}": v for k, v in propagation.items() if k != "reduce"},
                                        "propagation/max_merge": int(propagation["reduce"] == "max"), "method": method,
                                        **{f"calibration/{m}/pairwise/f": f for m, f in chosen_by.items()}}  # fmt: skip

@@ -26,7 +26,9 @@ class ClusterParams(Section):
     clusters ``target``. In the demo the target is the sample's held-out test identities, clustered as
     if unlabeled; their hidden labels only score the result (metrics), never steer it.
     ``k1, k2, u``: the instance pivot subgraph (1-hop, 2-hop neighbours, active links); ``max_size``
-    caps a pseudo-identity; ``min_members``: smaller clusters stay out of the pseudo-label shards (a
+    caps a pseudo-identity, and so does ``max_size_ratio`` times the face count of ``train_on``'s largest
+    identity (a cluster bigger than any person seen is a merge; ``null``: ``max_size`` alone): every
+    method's oversize clusters are split (``faceops.cluster.cap``, the GCN's inside its propagation); ``min_members``: smaller clusters stay out of the pseudo-label shards (a
     one-face class teaches nothing). A baseline ``method`` chooses its free parameter (threshold,
     distance, min cluster size) by pairwise F on ``train_on``; ``compare_baselines`` scores them all.
     ``method: auto`` (the default) takes the method with the best pairwise F on the calibration identities
@@ -50,6 +52,7 @@ class ClusterParams(Section):
     u: Annotated[int, Field(ge=1, le=1024)] = 3
     epochs: Annotated[int, Field(ge=1, le=1000)] = 4
     max_size: Annotated[int, Field(ge=2)] = 300
+    max_size_ratio: Annotated[float, Field(ge=1.0)] | None = 2.0
     min_score: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     split_step: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.6
     min_members: Annotated[int, Field(ge=1)] = 2
