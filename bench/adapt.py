@@ -65,8 +65,21 @@ def run_seed(args: argparse.Namespace, seed: int, root: Path) -> dict[str, dict]
     seconds["AIN"] = time.perf_counter() - began
     save_checkpoint(root / "ain.pt", adapted.record, kind="model")
     found["AIN"] = group_accuracy(root / "ain.pt", urls["test"], seed=seed)
-    clustering = {k: v for k, v in adapted.metrics.items() if k.endswith(("gcn/pairwise/f", "pseudo_identities"))}
-    return {"accuracy": found, "seconds": seconds, "clustering": clustering}
+    return {"accuracy": found, "seconds": seconds, "clustering": pseudo_label_quality(adapted.metrics, args.rounds)}
+
+
+def pseudo_label_quality(metrics: dict, rounds: int) -> dict[str, str | float | int]:
+    """Per round: the clustering method the stage chose, its pseudo-identities and their pairwise F against the
+    target's hidden identities (the labels AIN trained on), next to the linkage GCN's F."""
+    found: dict[str, str | float | int] = {}
+    for index in range(rounds):
+        prefix = f"round/{index}/cluster/"
+        method = metrics[prefix + "method"]
+        found |= {f"round/{index}/method": method,
+                  f"round/{index}/pseudo_identities": metrics[prefix + "pseudo_identities"],
+                  f"round/{index}/pairwise/f": metrics[prefix + f"{method}/pairwise/f"],
+                  f"round/{index}/gcn/pairwise/f": metrics[prefix + "gcn/pairwise/f"]}  # fmt: skip
+    return found
 
 
 def target_mean(groups: dict) -> float:
@@ -95,6 +108,7 @@ def main() -> int:
             runs[seed] = run_seed(args, seed, Path(tmp))
         print(f"seed {seed}: " + ", ".join(f"{name} {100 * target_mean(acc):.2f}" for name, acc in
                                           runs[seed]["accuracy"].items()) + " (target mean)", flush=True)  # fmt: skip
+        print(f"  pseudo-labels: {runs[seed]['clustering']}", flush=True)
     variants = ["source model", "source-only", "AIN"]
     table = {name: {f"{g}/acc": [runs[s]["accuracy"][name][f"{g}/acc"] for s in args.seeds] for g in GROUPS}
              for name in variants}  # fmt: skip

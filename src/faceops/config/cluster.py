@@ -28,9 +28,10 @@ class ClusterParams(Section):
     ``k1, k2, u``: the instance pivot subgraph (1-hop, 2-hop neighbours, active links); ``max_size``
     caps a pseudo-identity, and so does ``max_size_ratio`` times the face count of ``train_on``'s largest
     identity (a cluster bigger than any person seen is a merge; ``null``: ``max_size`` alone): every
-    method's oversize clusters are split (``faceops.cluster.cap``, the GCN's inside its propagation); ``min_members``: smaller clusters stay out of the pseudo-label shards (a
-    one-face class teaches nothing). A baseline ``method`` chooses its free parameter (threshold,
-    distance, min cluster size) by pairwise F on ``train_on``; ``compare_baselines`` scores them all.
+    method's oversize clusters are split (``faceops.cluster.cap``, the GCN's inside its propagation);
+    ``min_members``: smaller clusters stay out of the pseudo-label shards (a one-face class teaches nothing).
+    A baseline ``method`` chooses its free parameter (threshold, distance, min cluster size) by pairwise F on
+    ``train_on``; ``compare_baselines`` scores them all.
     ``method: auto`` (the default) takes the method with the best pairwise F on the calibration identities
     (below), each method with its own parameters tuned there, so the pseudo-labels come from the best method
     the stage measured; ``metrics/cluster.json`` names it (``method``) next to every method's calibration F.
