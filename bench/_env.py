@@ -61,3 +61,12 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def sized_results(default: Path, identities: int, images: int, default_size: tuple[int, int]) -> Path:
+    """``default`` for the bench's default data size (identities, images per identity); another size writes
+    ``<stem>_<identities>x<images>.json`` beside it, so a study at another size never replaces the default's
+    committed result."""
+    if (identities, images) == default_size:
+        return default
+    return default.with_name(f"{default.stem}_{identities}x{images}{default.suffix}")

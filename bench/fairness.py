@@ -21,13 +21,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _env import environment  # noqa: E402
+from _env import environment, sized_results  # noqa: E402
 from _groups import GROUPS, fmt, group_accuracy, mean_spread, sample_shards, train_model  # noqa: E402
 
 from faceops.config.gabn import GabnParams  # noqa: E402
 from faceops.config.train import TrainParams  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fairness.json"
+#: identities x photos per identity of the committed result; another size writes fairness_<ids>x<imgs>.json
+DEFAULT_SIZE = (80, 10)
 KEYS = [*(f"{g}/acc" for g in GROUPS), "mean", "std", "ser"]
 
 
@@ -49,8 +51,8 @@ def run_seed(args: argparse.Namespace, seed: int, root: Path) -> dict[str, dict]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--identities", type=int, default=80)
-    parser.add_argument("--images", type=int, default=10)
+    parser.add_argument("--identities", type=int, default=DEFAULT_SIZE[0])
+    parser.add_argument("--images", type=int, default=DEFAULT_SIZE[1])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch", type=int, default=16)
@@ -74,8 +76,9 @@ def main() -> int:
     fairer = gabn["std"] < base["std"] or (math.isfinite(base["ser"]) and gabn["ser"] < base["ser"])
     kept = gabn["mean"] >= base["mean"] - 0.01
     met = fairer and kept
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"args": vars(args), "runs": runs, "table": table, "means": means,
+    results = sized_results(RESULTS, args.identities, args.images, DEFAULT_SIZE)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps({"args": vars(args), "runs": runs, "table": table, "means": means,
                                    "goals": {"std or SER lower": fairer, "mean within 1 point": kept},
                                    "environment": environment("torch")}, indent=2))  # fmt: skip
     print(f"SUMMARY fairness: GABN std {100 * gabn['std']:.2f} vs {100 * base['std']:.2f}, SER {gabn['ser']:.2f} vs "

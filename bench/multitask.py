@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
-from _env import environment
+from _env import environment, sized_results
 from _sample_seeds import mean_std, sample_parser, seeded_runs
 
 from faceops.align import align_face
@@ -167,9 +167,7 @@ def run_seed(args, seed: int, root: Path) -> dict:
 def results_file(args) -> Path:
     """``multitask.json`` for the default data size; another size writes beside it and never replaces it."""
     defaults = sample_parser("", steps=600).parse_args([])
-    if (args.identities, args.images) == (defaults.identities, defaults.images):
-        return RESULTS
-    return RESULTS.with_name(f"multitask_{args.identities}x{args.images}.json")
+    return sized_results(RESULTS, args.identities, args.images, (defaults.identities, defaults.images))
 
 
 def _cell(values: list[float]) -> str:
