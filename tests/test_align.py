@@ -270,58 +270,89 @@ def test_runner_key_follows_the_settings(tmp_path: Path, fake: FakeDetector) -> 
     _run(jobs, tmp_path / "cache", use_given_landmarks=True, min_score=0.1)
     assert fake.calls == 6
     assert all(r.landmark_source == "given" and r.score is None for r in given)
-    n_entries = len(list((tmp_path / "cache").glob("*/*.entry")))
-    assert n_entries == 8  # 4 settings x 2 images
+    assert len(align_cache.CacheIndex(tmp_path / "cache")) == 8  # 4 settings x 2 images
 
 
-def _damage(entry: Path, damage: str) -> None:
-    data = entry.read_bytes()
-    record_end = data.index(b"\n") + 1
-    if damage == "record_garbage":
-        entry.write_bytes(b'{"format": 2, "key": ')
-    elif damage == "torn_in_jpeg":  # what a crash without fsync can leave: a prefix of the entry
-        entry.write_bytes(data[: record_end + 100])
-    elif damage == "jpeg_gone":
-        entry.write_bytes(data[:record_end])
-    elif damage == "jpeg_byte_flipped":  # same length, other bytes: only the sha256 catches it
-        entry.write_bytes(data[:-10] + bytes([data[-10] ^ 0xFF]) + data[-9:])
-    elif damage == "missing":
-        entry.unlink()
+def _entry_location(cache: Path, key: str | None = None) -> tuple[Path, Path, str, int, int]:
+    """(pack, index, key, offset, length) of ``key``'s entry, or of the only entry, in a cache of one pack."""
+    (index,) = (cache / align_cache.PACKS).glob("*.index")
+    lines = [line.split() for line in index.read_text().splitlines()]
+    if key is None:
+        ((key, offset, length),) = lines
     else:
-        entry.write_bytes(data.replace(entry.stem.encode(), b"0" * 64, 1))
+        (offset, length), = [(o, n) for k, o, n in lines if k == key]
+    return index.with_suffix(".pack"), index, key, int(offset), int(length)
+
+
+def _damage(cache: Path, damage: str) -> None:
+    pack, index, key, offset, length = _entry_location(cache)
+    data = pack.read_bytes()
+    record_end = data.index(b"\n", offset) + 1
+    if damage == "record_garbage":
+        pack.write_bytes(data[:offset] + b"x" * length)
+    elif damage == "torn_in_jpeg":  # what a crash without fsync can leave: a prefix of the entry
+        os.truncate(pack, record_end + 100)
+    elif damage == "jpeg_gone":
+        os.truncate(pack, record_end)
+    elif damage == "jpeg_byte_flipped":  # same length, other bytes: only the sha256 catches it
+        pack.write_bytes(data[:-10] + bytes([data[-10] ^ 0xFF]) + data[-9:])
+    elif damage == "pack_missing":
+        pack.unlink()
+    elif damage == "index_line_torn":  # the index line lost its end: the entry is unreachable, not misread
+        os.truncate(index, index.stat().st_size - 1)
+    elif damage == "index_length_wrong":
+        index.write_text(f"{key} {offset} {length - 1}\n")
+    else:
+        pack.write_bytes(data.replace(key.encode(), b"0" * 64, 1))
 
 
 @pytest.mark.parametrize(
-    "damage", ["record_garbage", "torn_in_jpeg", "jpeg_gone", "jpeg_byte_flipped", "missing", "other_key"]
-)
+    "damage", ["record_garbage", "torn_in_jpeg", "jpeg_gone", "jpeg_byte_flipped", "pack_missing",
+               "index_line_torn", "index_length_wrong", "other_key"]
+)  # fmt: skip
 def test_runner_recomputes_corrupt_entries(tmp_path: Path, fake: FakeDetector, damage: str) -> None:
     jobs = _write_photos(tmp_path, 1)
     first = _run(jobs, tmp_path / "cache")
-    (entry,) = (tmp_path / "cache").glob("*/*.entry")
-    _damage(entry, damage)
-    assert align_cache.read_entry(tmp_path / "cache", entry.stem) is None
+    key = _entry_location(tmp_path / "cache")[2]
+    _damage(tmp_path / "cache", damage)
+    assert align_cache.CacheIndex(tmp_path / "cache").read(key) is None
     again = _run(jobs, tmp_path / "cache")
     assert fake.calls == 2 and again[0].jpeg == first[0].jpeg
-    assert align_cache.read_entry(tmp_path / "cache", entry.stem) is not None, "the entry is repaired"
+    assert align_cache.CacheIndex(tmp_path / "cache").read(key)["jpeg"] == first[0].jpeg, "the entry is written again"
+    third = _run(jobs, tmp_path / "cache")
+    assert fake.calls == 2 and third[0].jpeg == first[0].jpeg, "the new copy is used, whatever the damaged one holds"
+
+
+def _write(writer: align_cache.PackWriter, key: str, jpeg: bytes | None) -> None:
+    writer.write(
+        key, ok=jpeg is not None, reason=None if jpeg is not None else "no_face", detail="d",
+        landmarks=ARCFACE_TEMPLATE_112, landmark_source="given", score=None, jpeg=jpeg,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("ok", [True, False])
-def test_every_torn_prefix_of_an_entry_reads_as_a_miss(tmp_path: Path, ok: bool) -> None:
-    """No fsync: after a crash any prefix of an entry may be on disk, and none of them may be used."""
-    key = align_cache.cache_key({"test": ok})
+def test_every_torn_prefix_of_an_entry_or_its_index_line_reads_as_a_miss(tmp_path: Path, ok: bool) -> None:
+    """No fsync: after a crash any prefix of the pack or of the index may be on disk, and none may be used."""
+    keys = [align_cache.cache_key({"test": ok, "i": i}) for i in range(2)]
     jpeg = cv2.imencode(".jpg", np.full((16, 16, 3), 90, np.uint8))[1].tobytes() if ok else None
-    align_cache.write_entry(
-        tmp_path, key, ok=ok, reason=None if ok else "no_face", detail="d", landmarks=ARCFACE_TEMPLATE_112,
-        landmark_source="given", score=None, jpeg=jpeg,
-    )  # fmt: skip
-    entry = align_cache.entry_path(tmp_path, key)
-    data = entry.read_bytes()
-    assert align_cache.read_entry(tmp_path, key)["jpeg"] == jpeg
-    for length in reversed(range(len(data))):
-        os.truncate(entry, length)
-        assert align_cache.read_entry(tmp_path, key) is None, f"a {length}-byte prefix of {len(data)} was accepted"
-    entry.write_bytes(data + b"\x00")  # a longer file is no more trustworthy
-    assert align_cache.read_entry(tmp_path, key) is None
+    with align_cache.PackWriter(tmp_path) as writer:
+        for key in keys:
+            _write(writer, key, jpeg)
+    pack, index, _, _, _ = _entry_location(tmp_path, keys[1])
+    pack_bytes, index_bytes = pack.read_bytes(), index.read_bytes()
+    assert all(align_cache.CacheIndex(tmp_path).read(k)["jpeg"] == jpeg for k in keys)
+    first_entry = len(pack_bytes) // 2
+    for length in reversed(range(first_entry, len(pack_bytes))):
+        os.truncate(pack, length)
+        cache = align_cache.CacheIndex(tmp_path)
+        assert cache.read(keys[1]) is None, f"a {length}-byte prefix of {len(pack_bytes)} was accepted"
+        assert cache.read(keys[0])["jpeg"] == jpeg, "an entry before the torn one is intact"
+    pack.write_bytes(pack_bytes)
+    for length in range(len(index_bytes)):
+        index.write_bytes(index_bytes[:length])
+        cache = align_cache.CacheIndex(tmp_path)
+        assert cache.read(keys[1]) is None, f"a {length}-byte prefix of the index named the second entry"
+        assert len(cache) == (length >= index_bytes.index(b"\n") + 1)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
@@ -333,30 +364,39 @@ def test_cache_key_refuses_non_finite_numbers_anywhere_and_ignores_key_order(bad
     assert align_cache.cache_key({"a": None}) != align_cache.cache_key({"a": 0})
 
 
-def test_cache_writes_create_folders_on_demand_and_leave_no_temporaries(tmp_path: Path) -> None:
+def test_each_writer_appends_to_one_pack_and_index_and_the_newest_copy_wins(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
     keys = [align_cache.cache_key({"i": i}) for i in range(40)]
-    for key in keys:
-        align_cache.write_entry(
-            tmp_path / "cache", key, ok=False, reason="no_face", detail=None, landmarks=None,
-            landmark_source=None, score=None, jpeg=None,
-        )  # fmt: skip
-    files = sorted(p.relative_to(tmp_path / "cache").as_posix() for p in (tmp_path / "cache").rglob("*") if p.is_file())
-    assert files == sorted(f"{k[0]}/{k}.entry" for k in keys)
-    assert all(align_cache.read_entry(tmp_path / "cache", k)["reason"] == "no_face" for k in keys)
+    assert len(align_cache.CacheIndex(cache)) == 0, "a missing cache is an empty one"
+    with align_cache.PackWriter(cache) as writer:
+        for key in keys:
+            _write(writer, key, None)
+    files = sorted(p.relative_to(cache).parent.as_posix() + "/" + p.suffix for p in cache.rglob("*") if p.is_file())
+    assert files == ["packs/.index", "packs/.pack"], "40 entries, two files"
+    assert all(align_cache.CacheIndex(cache).read(k)["reason"] == "no_face" for k in keys)
+    jpeg = cv2.imencode(".jpg", np.full((16, 16, 3), 90, np.uint8))[1].tobytes()
+    with align_cache.PackWriter(cache) as second:  # another process or run: its own pack
+        _write(second, keys[0], jpeg)
+    assert len(list((cache / align_cache.PACKS).iterdir())) == 4
+    with align_cache.CacheIndex(cache) as index:
+        assert len(index) == 40 and index.keys() == sorted(keys)
+        assert index.read(keys[0])["jpeg"] == jpeg and index.read(keys[1])["jpeg"] is None
+    with pytest.raises(ValueError, match="64 lowercase hex"):
+        _write(align_cache.PackWriter(cache), "ab", None)
 
 
-def test_a_run_deletes_the_former_two_digit_layout_and_nothing_else(
+def test_a_run_deletes_the_former_one_file_per_entry_layouts_and_nothing_else(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = tmp_path / "cache"
-    (cache / "ab").mkdir(parents=True)
-    (cache / "ab" / f"ab{'0' * 62}.entry").write_bytes(b"an entry of the former layout")
-    (cache / "zz").mkdir()  # not two hex digits: not ours to delete
+    for folder in ("ab", "a"):
+        (cache / folder).mkdir(parents=True)
+        (cache / folder / f"ab{'0' * 62}.entry").write_bytes(b"an entry of a former layout")
+    (cache / "zz").mkdir()  # not hex digits: not ours to delete
     jobs = _write_photos(tmp_path, 2)
     first = _run(jobs, cache, detector="mtcnn", use_given_landmarks=True)
-    assert not (cache / "ab").exists() and (cache / "zz").is_dir()
-    entries = list(cache.glob("*/*.entry"))
-    assert len(entries) == 2 and all(p.parent.name == p.stem[0] for p in entries)
+    assert sorted(p.name for p in cache.iterdir()) == [align_cache.PACKS, "zz"]
+    assert len(align_cache.CacheIndex(cache)) == 2
 
     def unexpected(*args: object) -> None:
         raise AssertionError("a cached image was computed again")
@@ -409,7 +449,8 @@ def test_runner_parallel_matches_serial_and_keeps_order(tmp_path: Path) -> None:
     assert sum(r.ok for r in parallel) == 7
     assert parallel[2].reason == "decode_error" and "not_an_image" in parallel[2].detail
     assert parallel[4].jpeg == parallel[0].jpeg
-    assert not list((tmp_path / "c2").glob("*/.*.tmp")), "no temporary files left behind"
+    assert align_cache.CacheIndex(tmp_path / "c2").keys() == align_cache.CacheIndex(tmp_path / "c1").keys()
+    assert len(list((tmp_path / "c2" / align_cache.PACKS).glob("*.pack"))) <= 2, "one pack per process at most"
 
 
 def test_parallel_run_computes_here_from_the_back_while_the_worker_takes_the_front(
@@ -435,7 +476,7 @@ def test_parallel_run_computes_here_from_the_back_while_the_worker_takes_the_fro
     ids = [j.id for j in jobs]
     assert sorted(here, key=ids.index) == ids[len(ids) - len(here) :], "this process takes chunks from the back"
     assert 0 < len(here) < len(ids), "both sides computed"
-    assert len(list((tmp_path / "c2").glob("*/*.entry"))) == len(jobs)
+    assert len(align_cache.CacheIndex(tmp_path / "c2")) == len(jobs)
 
 
 def test_detected_faces_are_the_same_bytes_whichever_process_computes_them(tmp_path: Path) -> None:

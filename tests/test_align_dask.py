@@ -22,6 +22,7 @@ import pytest
 from faceops.align import AlignJob, AlignResult, DetectorSpec, Face, align_many
 from faceops.align import detector as detector_module
 from faceops.config.align import AlignParams
+from faceops.io import align_cache
 from faceops.labels import ARCFACE_TEMPLATE_112
 from faceops.dask_runner import _chunk_size, check_dask_address, dask_map
 
@@ -102,8 +103,14 @@ def _assert_same(actual: list[AlignResult], expected: list[AlignResult]) -> None
             np.testing.assert_array_equal(a.landmarks, e.landmarks)
 
 
-def _entries(cache: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(cache.glob("*/*.entry"))}
+def _entries(cache: Path) -> dict[str, dict]:
+    """Every cached result by key (packs differ in order and names between runners; the results may not)."""
+    with align_cache.CacheIndex(cache) as index:
+        return {key: _comparable(index.read(key)) for key in index.keys()}
+
+
+def _comparable(entry: dict) -> dict:
+    return {**entry, "landmarks": None if entry["landmarks"] is None else entry["landmarks"].tolist()}
 
 
 # ---------------------------------------------------------------- fixtures: a running cluster

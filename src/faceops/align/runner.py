@@ -10,10 +10,10 @@ Bugs (an exception anywhere else) stop the run with the image id attached.
 Who computes the pending images (``runner``) never changes a result's bytes: ``"processes"`` uses
 ``workers`` processes on this machine (``faceops.processes``); ``"dask"`` sends chunks of images to a Dask
 cluster (``faceops.dask_runner``), so several machines that share the filesystem can split one run.
-Either way the worker that computes an image writes its cache entry.
+Either way the worker that computes an image writes its cache entry, into a pack file of its own.
 
 ``max_pixels`` is not part of the key: it only decides whether an image is read at all (ingest applies
-the same limit first), and a rejected image is never cached. Entries are written in place and check
+the same limit first), and a rejected image is never cached. Entries are appended to packs and check
 themselves when read (``faceops.io.align_cache``), so a killed run leaves at worst a torn entry: a miss.
 """
 
@@ -221,15 +221,14 @@ def _compute(job: AlignJob, settings: _Settings) -> AlignResult:
     return AlignResult(job.id, True, None, None, landmarks, source, score, _encode_jpeg(face, settings.jpeg_quality))
 
 
-def _compute_and_store(job: AlignJob, key: str, settings: _Settings) -> AlignResult:
+def _compute_and_store(job: AlignJob, key: str, settings: _Settings, cache: align_cache.PackWriter) -> AlignResult:
     """``_compute`` plus the cache write; bugs are re-raised with the job attached."""
     try:
         result = _compute(job, settings)
     except Exception as err:
         raise RuntimeError(f"aligning {job.id!r} ({job.image_path}) failed: {type(err).__name__}: {err}") from err
     if result.reason != "decode_error":
-        align_cache.write_entry(
-            settings.cache_dir,
+        cache.write(
             key,
             ok=result.ok,
             reason=result.reason,
@@ -244,6 +243,8 @@ def _compute_and_store(job: AlignJob, key: str, settings: _Settings) -> AlignRes
 
 # The settings of the pool this worker process belongs to (set once by ``_init_worker``).
 _WORKER_SETTINGS: _Settings | None = None
+# This worker process's pack of the cache (``_init_worker``); the process's exit closes its files.
+_WORKER_CACHE: align_cache.PackWriter | None = None
 # The pool's claim flags, one per chunk, shared with the process that started it (``_run_with_helpers``).
 _WORKER_CLAIMS: Any = None
 
@@ -266,8 +267,9 @@ def _prepare_process(spec: DetectorSpec, build_detector: bool) -> None:
 
 def _init_worker(settings: _Settings, build_detector: bool, claims: Any) -> None:
     """Pool initializer: the settings and the claim flags arrive once per process rather than with every task."""
-    global _WORKER_SETTINGS, _WORKER_CLAIMS
+    global _WORKER_SETTINGS, _WORKER_CLAIMS, _WORKER_CACHE
     _WORKER_SETTINGS, _WORKER_CLAIMS = settings, claims
+    _WORKER_CACHE = align_cache.PackWriter(settings.cache_dir)
     _prepare_process(settings.detector, build_detector)
 
 
@@ -282,20 +284,22 @@ def _claim(claims: Any, index: int) -> bool:
 
 def _worker_chunk(index: int, chunk: list[tuple[AlignJob, str]]) -> list[AlignResult] | None:
     """The chunk's results, or None when the process that started the pool computed it."""
-    assert _WORKER_SETTINGS is not None, "_init_worker must run first"
+    assert _WORKER_SETTINGS is not None and _WORKER_CACHE is not None, "_init_worker must run first"
     if not _claim(_WORKER_CLAIMS, index):
         return None
-    return [_compute_and_store(job, key, _WORKER_SETTINGS) for job, key in chunk]
+    return [_compute_and_store(job, key, _WORKER_SETTINGS, _WORKER_CACHE) for job, key in chunk]
 
 
 def _dask_chunk(settings: _Settings, build_detector: bool, tasks: list[tuple[AlignJob, str]]) -> list[AlignResult]:
     """One Dask task: a chunk of pending images.
 
     The settings travel with every chunk, not once per process as in the pool: a long-lived cluster's
-    worker may serve other runs, with other settings, between two chunks of this one.
+    worker may serve other runs, with other settings, between two chunks of this one; so each chunk writes
+    a pack of its own (up to 256 entries) and closes it.
     """
     _prepare_process(settings.detector, build_detector)
-    return [_compute_and_store(job, key, settings) for job, key in tasks]
+    with align_cache.PackWriter(settings.cache_dir) as cache:
+        return [_compute_and_store(job, key, settings, cache) for job, key in tasks]
 
 
 def _run_on_dask(
@@ -314,17 +318,19 @@ def _run_on_dask(
 
 
 def _run_pending(
-    tasks: list[tuple[AlignJob, str]], settings: _Settings, workers: int, runner: Runner, dask_address: str | None
-) -> Iterator[AlignResult]:
-    """Results of ``tasks`` in order: on Dask, in this process, or in ``workers`` worker processes."""
+    tasks: list[tuple[AlignJob, str]], settings: _Settings, workers: int, runner: Runner, dask_address: str | None,
+    cache: align_cache.PackWriter,
+) -> Iterator[AlignResult]:  # fmt: skip
+    """Results of ``tasks`` in order: on Dask, in this process, or in ``workers`` worker processes
+    (``cache``: this process's pack)."""
     if runner == "dask":
         yield from _run_on_dask(tasks, settings, workers, dask_address)
         return
     if workers == 1 or len(tasks) <= 1:
         for job, key in tasks:
-            yield _compute_and_store(job, key, settings)
+            yield _compute_and_store(job, key, settings, cache)
         return
-    yield from _run_with_helpers(tasks, settings, min(workers, len(tasks)))
+    yield from _run_with_helpers(tasks, settings, min(workers, len(tasks)), cache)
 
 
 @contextlib.contextmanager
@@ -347,7 +353,9 @@ def _like_a_worker(settings: _Settings, build_detector: bool) -> Iterator[None]:
             torch.set_num_threads(torch_threads)
 
 
-def _run_with_helpers(tasks: list[tuple[AlignJob, str]], settings: _Settings, workers: int) -> Iterator[AlignResult]:
+def _run_with_helpers(
+    tasks: list[tuple[AlignJob, str]], settings: _Settings, workers: int, cache: align_cache.PackWriter
+) -> Iterator[AlignResult]:
     """Results of ``tasks`` in order, computed by this process and ``workers - 1`` worker processes.
 
     This process computes too, from the back of the list while the pool starts at the front: starting the
@@ -379,7 +387,7 @@ def _run_with_helpers(tasks: list[tuple[AlignJob, str]], settings: _Settings, wo
             for index in reversed(range(len(chunks))):
                 if not _claim(claims, index):  # a worker has it, and every chunk before it was handed out earlier
                     break
-                computed_here[index] = [_compute_and_store(job, key, settings) for job, key in chunks[index]]
+                computed_here[index] = [_compute_and_store(job, key, settings, cache) for job, key in chunks[index]]
         for index, future in enumerate(submitted.result()):
             yield from computed_here[index] if index in computed_here else future.result()
 
@@ -472,22 +480,24 @@ def align_many(
 
     results: list[AlignResult | None] = [None] * len(jobs)
     pending: dict[str, list[int]] = {}  # key -> job indices; identical images are computed once
-    for index, job in enumerate(jobs):
-        key = _job_cache_key(job, settings, detector_version)
-        cached = None if key in pending else align_cache.read_entry(settings.cache_dir, key)
-        if cached is None:
-            pending.setdefault(key, []).append(index)
-        else:
-            results[index] = AlignResult(id=job.id, **cached)
+    with align_cache.CacheIndex(settings.cache_dir) as index_of_cache:
+        for index, job in enumerate(jobs):
+            key = _job_cache_key(job, settings, detector_version)
+            cached = None if key in pending else index_of_cache.read(key)
+            if cached is None:
+                pending.setdefault(key, []).append(index)
+            else:
+                results[index] = AlignResult(id=job.id, **cached)
     if progress is not None and len(jobs) > sum(map(len, pending.values())):
         progress(len(jobs) - sum(map(len, pending.values())))
 
     tasks = [(jobs[indices[0]], key) for key, indices in pending.items()]
-    computed = _run_pending(tasks, settings, workers, runner, dask_address)
-    for (key, indices), result in zip(pending.items(), computed, strict=True):
-        for index in indices:
-            results[index] = result if result.id == jobs[index].id else replace(result, id=jobs[index].id)
-        if progress is not None:
-            progress(len(indices))
+    with align_cache.PackWriter(settings.cache_dir) as cache:
+        computed = _run_pending(tasks, settings, workers, runner, dask_address, cache)
+        for (key, indices), result in zip(pending.items(), computed, strict=True):
+            for index in indices:
+                results[index] = result if result.id == jobs[index].id else replace(result, id=jobs[index].id)
+            if progress is not None:
+                progress(len(indices))
     assert all(r is not None for r in results), "every job must have a result"
     return results  # type: ignore[return-value]
