@@ -385,6 +385,20 @@ def test_each_writer_appends_to_one_pack_and_index_and_the_newest_copy_wins(tmp_
         _write(align_cache.PackWriter(cache), "ab", None)
 
 
+def test_an_index_over_more_packs_than_it_may_open_reads_them_all(tmp_path: Path) -> None:
+    """A cache filled by many writers (a pack per Dask chunk): every entry reads back, few files stay open."""
+    keys = [align_cache.cache_key({"pack": i}) for i in range(align_cache.MAX_OPEN_PACKS + 8)]
+    for key in keys:
+        with align_cache.PackWriter(tmp_path) as writer:
+            _write(writer, key, None)
+    opened = len(os.listdir("/proc/self/fd"))
+    with align_cache.CacheIndex(tmp_path) as index:
+        for _ in range(2):  # a second pass reopens the packs closed first
+            assert all(index.read(key)["reason"] == "no_face" for key in keys)
+            assert len(os.listdir("/proc/self/fd")) - opened <= align_cache.MAX_OPEN_PACKS
+    assert len(os.listdir("/proc/self/fd")) == opened, "closing the index closes its packs"
+
+
 def test_a_run_deletes_the_former_one_file_per_entry_layouts_and_nothing_else(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -40,6 +40,7 @@ import re
 import secrets
 import shutil
 import socket
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ __all__ = ["CACHE_FORMAT", "CacheIndex", "PackWriter", "cache_key", "remove_supe
 CACHE_FORMAT = 3
 #: The folder of the pack and index files, under the cache root.
 PACKS = "packs"
+#: Pack files a :class:`CacheIndex` keeps open at once (least recently read closed first): a cache filled by
+#: Dask chunks has a pack per chunk, thousands for a large data set, more than a process may open.
+MAX_OPEN_PACKS = 32
 
 _LANDMARK_SOURCES = ("given", "detected")
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
@@ -266,7 +270,7 @@ class CacheIndex:
         self.cache_dir = Path(cache_dir)
         # key -> (pack name, offset, length), oldest first: a key appended again after damage has several
         self._locations: dict[str, list[tuple[str, int, int]]] = {}
-        self._packs: dict[str, int] = {}
+        self._packs: OrderedDict[str, int] = OrderedDict()  # open pack files, most recently read last
         try:
             index_files = sorted(p for p in (self.cache_dir / PACKS).iterdir() if p.suffix == ".index")
         except FileNotFoundError:
@@ -312,7 +316,11 @@ class CacheIndex:
                 fd = os.open(self.cache_dir / PACKS / f"{pack}.pack", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             except OSError:
                 return None
+            if len(self._packs) >= MAX_OPEN_PACKS:
+                os.close(self._packs.popitem(last=False)[1])
             self._packs[pack] = fd
+        else:
+            self._packs.move_to_end(pack)
         try:
             return os.pread(fd, length, offset)
         except OSError:
