@@ -11,6 +11,7 @@ import importlib
 import os
 import platform
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +64,11 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def sized_results(default: Path, identities: int, images: int, default_size: tuple[int, int]) -> Path:
-    """``default`` for the bench's default data size (identities, images per identity); another size writes
-    ``<stem>_<identities>x<images>.json`` beside it, so a study at another size never replaces the default's
-    committed result."""
-    if (identities, images) == default_size:
+def sized_results(default: Path, identities: int, images: int, default_size: tuple[int, int],
+                  *, tags: Sequence[str] = ()) -> Path:  # fmt: skip
+    """``default`` for the bench's default data size (identities, images per identity) and no ``tags``; another
+    size writes ``<stem>_<identities>x<images>.json`` beside it, and ``tags`` (other non-default settings, such
+    as ``400steps``) are appended as ``_<tag>``, so a study never replaces the default's committed result."""
+    if (identities, images) == default_size and not tags:
         return default
-    return default.with_name(f"{default.stem}_{identities}x{images}{default.suffix}")
+    return default.with_name("_".join([default.stem, f"{identities}x{images}", *tags]) + default.suffix)

@@ -30,6 +30,7 @@ from faceops.config.train import TrainParams  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "fairness.json"
 #: identities x photos per identity of the committed result; another size writes fairness_<ids>x<imgs>.json
 DEFAULT_SIZE = (80, 10)
+DEFAULT_STEPS = 200
 KEYS = [*(f"{g}/acc" for g in GROUPS), "mean", "std", "ser"]
 
 
@@ -54,7 +55,7 @@ def main() -> int:
     parser.add_argument("--identities", type=int, default=DEFAULT_SIZE[0])
     parser.add_argument("--images", type=int, default=DEFAULT_SIZE[1])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args()
     runs = {}
@@ -76,7 +77,8 @@ def main() -> int:
     fairer = gabn["std"] < base["std"] or (math.isfinite(base["ser"]) and gabn["ser"] < base["ser"])
     kept = gabn["mean"] >= base["mean"] - 0.01
     met = fairer and kept
-    results = sized_results(RESULTS, args.identities, args.images, DEFAULT_SIZE)
+    tags = [] if args.steps == DEFAULT_STEPS else [f"{args.steps}steps"]
+    results = sized_results(RESULTS, args.identities, args.images, DEFAULT_SIZE, tags=tags)
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps({"args": vars(args), "runs": runs, "table": table, "means": means,
                                    "goals": {"std or SER lower": fairer, "mean within 1 point": kept},
