@@ -9,8 +9,8 @@ Layout (format 3)::
     <cache_dir>/packs/<writer>.pack    entries back to back: <record JSON, one line>\\n<JPEG bytes>
     <cache_dir>/packs/<writer>.index   one line per entry: "<key> <offset> <length>\\n"
 
-``<writer>`` names one process's run (host, pid, random suffix), so concurrent writers (the pool's
-workers, Dask workers on other machines sharing the folder) never share a file. A reader loads every
+``<writer>`` names one process's run (creation time in ns, host, pid, random suffix), so concurrent writers (the
+pool's workers, Dask workers on other machines sharing the folder) never share a file, and names sort oldest first. A reader loads every
 index once (:class:`CacheIndex`) and reads an entry with one ``pread``.
 
 Why packs, not one file per entry (format 2): creating a file costs what the journal and the directory
@@ -40,6 +40,7 @@ import re
 import secrets
 import shutil
 import socket
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -165,7 +166,7 @@ class PackWriter:
         folder = self.cache_dir / PACKS
         folder.mkdir(parents=True, exist_ok=True)
         host = _UNSAFE_NAME.sub("_", socket.gethostname())[:40] or "host"
-        self.name = f"{host}-{os.getpid()}-{secrets.token_hex(6)}"
+        self.name = f"{time.time_ns():020d}-{host}-{os.getpid()}-{secrets.token_hex(6)}"
         pack = os.open(folder / f"{self.name}.pack", _NEW_FILE_FLAGS, _FILE_MODE)
         try:
             index = os.open(folder / f"{self.name}.index", _NEW_FILE_FLAGS, _FILE_MODE)
@@ -268,7 +269,8 @@ class CacheIndex:
 
     def __init__(self, cache_dir: Path | str) -> None:
         self.cache_dir = Path(cache_dir)
-        # key -> (pack name, offset, length), oldest first: a key appended again after damage has several
+        # key -> (pack name, offset, length), oldest first (pack names start with their creation time): a key
+        # appended again after damage has several
         self._locations: dict[str, list[tuple[str, int, int]]] = {}
         self._packs: OrderedDict[str, int] = OrderedDict()  # open pack files, most recently read last
         try:
