@@ -9,9 +9,9 @@ Layout (format 3)::
     <cache_dir>/packs/<writer>.pack    entries back to back: <record JSON, one line>\\n<JPEG bytes>
     <cache_dir>/packs/<writer>.index   one line per entry: "<key> <offset> <length>\\n"
 
-``<writer>`` names one process's run (creation time in ns, host, pid, random suffix), so concurrent writers (the
-pool's workers, Dask workers on other machines sharing the folder) never share a file, and names sort oldest first. A reader loads every
-index once (:class:`CacheIndex`) and reads an entry with one ``pread``.
+``<writer>`` names one process's run (creation time in ns, host, pid, random suffix), so concurrent writers
+(the pool's workers, Dask workers on other machines sharing the folder) never share a file, and names sort
+oldest first. A reader loads every index once (:class:`CacheIndex`) and reads an entry with one ``pread``.
 
 Why packs, not one file per entry (format 2): creating a file costs what the journal and the directory
 insert cost, ~25-600 us per file on the 2-core VM of ``bench/align.py`` (349 us in its last run before
@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-__all__ = ["CACHE_FORMAT", "CacheIndex", "PackWriter", "cache_key", "remove_superseded"]
+__all__ = ["CACHE_FORMAT", "MAX_OPEN_PACKS", "PACKS", "CacheIndex", "PackWriter", "cache_key", "remove_superseded"]
 
 #: Version of the entry layout below; part of every record, a mismatch reads as a miss.
 CACHE_FORMAT = 3
@@ -111,7 +111,7 @@ def remove_superseded(cache_dir: Path) -> list[Path]:
     return folders
 
 
-def encode_entry(
+def _encode_entry(
     key: str,
     *,
     ok: bool,
@@ -160,16 +160,15 @@ class PackWriter:
         self.cache_dir = Path(cache_dir)
         self._fds: tuple[int, int] | None = None
         self._offset = 0
-        self.name: str | None = None
 
     def _open(self) -> tuple[int, int]:
         folder = self.cache_dir / PACKS
         folder.mkdir(parents=True, exist_ok=True)
         host = _UNSAFE_NAME.sub("_", socket.gethostname())[:40] or "host"
-        self.name = f"{time.time_ns():020d}-{host}-{os.getpid()}-{secrets.token_hex(6)}"
-        pack = os.open(folder / f"{self.name}.pack", _NEW_FILE_FLAGS, _FILE_MODE)
+        name = f"{time.time_ns():020d}-{host}-{os.getpid()}-{secrets.token_hex(6)}"
+        pack = os.open(folder / f"{name}.pack", _NEW_FILE_FLAGS, _FILE_MODE)
         try:
-            index = os.open(folder / f"{self.name}.index", _NEW_FILE_FLAGS, _FILE_MODE)
+            index = os.open(folder / f"{name}.index", _NEW_FILE_FLAGS, _FILE_MODE)
         except BaseException:
             os.close(pack)
             raise
@@ -185,7 +184,7 @@ class PackWriter:
                 source-image pixels, or None), ``landmark_source`` (``"given"``/``"detected"``/None),
                 ``score`` (detector score or None), ``jpeg`` (the aligned face, or None).
         """
-        data = encode_entry(key, **fields)
+        data = _encode_entry(key, **fields)
         if self._fds is None:
             self._fds = self._open()
         pack, index = self._fds
@@ -215,7 +214,7 @@ def _valid_landmarks(value: object) -> np.ndarray | None:
     return array if array.shape == (5, 2) and np.isfinite(array).all() else None
 
 
-def decode_entry(data: bytes, key: str) -> dict[str, Any] | None:
+def _decode_entry(data: bytes, key: str) -> dict[str, Any] | None:
     """The result stored in ``data`` (one entry's bytes) for ``key``, or None if it does not check out.
 
     Returns:
@@ -292,9 +291,6 @@ class CacheIndex:
                 key, offset, length = match.groups()
                 self._locations.setdefault(key.decode(), []).append((path.stem, int(offset), int(length)))
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._locations
-
     def __len__(self) -> int:
         return len(self._locations)
 
@@ -303,10 +299,10 @@ class CacheIndex:
         return sorted(self._locations)
 
     def read(self, key: str) -> dict[str, Any] | None:
-        """The stored result of ``key`` (newest copy that checks out), or None (see :func:`decode_entry`)."""
+        """The stored result of ``key`` (newest copy that checks out), or None (see :func:`_decode_entry`)."""
         for pack, offset, length in reversed(self._locations.get(key, ())):
             data = self._read_bytes(pack, offset, length)
-            result = None if data is None or len(data) != length else decode_entry(data, key)
+            result = None if data is None or len(data) != length else _decode_entry(data, key)
             if result is not None:
                 return result
         return None
